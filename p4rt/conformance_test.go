@@ -6,88 +6,18 @@ package p4rt_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/dmsc-mesh/dmsc/internal/switchtest"
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/p4rt"
 	"github.com/dmsc-mesh/dmsc/p4rt/p4info"
-	"github.com/dmsc-mesh/dmsc/p4rt/server"
-	"github.com/dmsc-mesh/dmsc/softswitch"
 	"github.com/dmsc-mesh/dmsc/wire"
 )
-
-const deviceID = 1
-
-// testSwitch is a software switch with in-memory ports 1..n behind a
-// P4Runtime server on 127.0.0.1.
-type testSwitch struct {
-	sw    *softswitch.Switch
-	addr  string
-	links map[uint16]*softswitch.MemPort // the far end of each port
-	stop  func()
-}
-
-func startSwitch(t *testing.T, ports int) *testSwitch {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testSwitch{sw: softswitch.New(softswitch.Config{}), addr: lis.Addr().String(), links: map[uint16]*softswitch.MemPort{}}
-	for i := 1; i <= ports; i++ {
-		a, b := softswitch.NewMemPair()
-		if err := ts.sw.AddPort(uint16(i), a); err != nil {
-			t.Fatal(err)
-		}
-		ts.links[uint16(i)] = b
-	}
-	ts.stop = ts.serve(t, lis)
-	t.Cleanup(func() { ts.stop(); ts.sw.Close() })
-	return ts
-}
-
-// serve runs the switch and a fresh P4Runtime server on lis until the
-// returned function is called.
-func (ts *testSwitch) serve(t *testing.T, lis net.Listener) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := server.New(ts.sw, server.Options{DeviceID: deviceID})
-	gs := grpc.NewServer()
-	srv.Register(gs)
-	runDone := make(chan struct{})
-	go func() { ts.sw.Run(ctx); close(runDone) }()
-	go gs.Serve(lis)
-	stopped := false
-	return func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		srv.Close()
-		gs.Stop()
-		cancel()
-		<-runDone
-	}
-}
-
-func dial(t *testing.T, addr string, election uint64) *p4rt.Client {
-	t.Helper()
-	c, err := p4rt.Dial(context.Background(), addr, p4rt.Options{
-		DeviceID:   deviceID,
-		ElectionID: p4rt.ElectionID{Low: election},
-		Backoff:    p4rt.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -101,19 +31,6 @@ func schema(t *testing.T) *p4info.Schema {
 		t.Fatal(err)
 	}
 	return s
-}
-
-func primaryWithPipeline(t *testing.T, ts *testSwitch) *p4rt.Client {
-	t.Helper()
-	c := dial(t, ts.addr, 1)
-	ctx := ctxT(t)
-	if err := c.WaitPrimary(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetPipeline(ctx, schema(t).P4Info(), nil, 1); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func waitRole(t *testing.T, c *p4rt.Client, want p4rt.RoleState) {
@@ -140,16 +57,16 @@ func must[T any](v T, err error) func(*testing.T) T {
 }
 
 func TestArbitration(t *testing.T) {
-	ts := startSwitch(t, 1)
+	ts := switchtest.Start(t, 1)
 	ctx := ctxT(t)
-	low := dial(t, ts.addr, 10)
+	low := switchtest.Dial(t, ts.Addr, 10)
 	if err := low.WaitPrimary(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := low.SetPipeline(ctx, schema(t).P4Info(), nil, 1); err != nil {
 		t.Fatal(err)
 	}
-	high := dial(t, ts.addr, 20)
+	high := switchtest.Dial(t, ts.Addr, 20)
 	if err := high.WaitPrimary(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -175,15 +92,15 @@ func TestArbitration(t *testing.T) {
 	if low.Role() == p4rt.Primary {
 		t.Fatal("backup became primary without a higher election id")
 	}
-	again := dial(t, ts.addr, 30)
+	again := switchtest.Dial(t, ts.Addr, 30)
 	if err := again.WaitPrimary(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestWriteErrorsPerUpdate(t *testing.T) {
-	ts := startSwitch(t, 2)
-	c := primaryWithPipeline(t, ts)
+	ts := switchtest.Start(t, 2)
+	c := switchtest.Primary(t, ts)
 	ctx := ctxT(t)
 	s := schema(t)
 	cart := wire.KeyOf(wire.MustParseName("/shop/cart"))
@@ -302,17 +219,17 @@ func dataFrame(dst wire.Key, hop uint8, payload []byte) []byte {
 }
 
 func TestForwardingAndCounters(t *testing.T) {
-	ts := startSwitch(t, 2)
-	c := primaryWithPipeline(t, ts)
+	ts := switchtest.Start(t, 2)
+	c := switchtest.Primary(t, ts)
 	ctx := ctxT(t)
 	cart := wire.KeyOf(wire.MustParseName("/shop/cart")).WithInstance(3)
 	route := programRoute(t, c, cart)
 
 	in := dataFrame(cart, 5, []byte("to the cart"))
-	if err := ts.links[1].Send(in); err != nil {
+	if err := ts.Links[1].Send(in); err != nil {
 		t.Fatal(err)
 	}
-	out, err := ts.links[2].Recv(2 * time.Second)
+	out, err := ts.Links[2].Recv(2 * time.Second)
 	if err != nil {
 		t.Fatalf("nothing on port 2: %v", err)
 	}
@@ -324,10 +241,10 @@ func TestForwardingAndCounters(t *testing.T) {
 		t.Errorf("forwarded frame %+v", f)
 	}
 	// A frame with no route is dropped and counted.
-	ts.links[1].Send(dataFrame(wire.KeyOf(wire.MustParseName("/nowhere")), 5, nil))
+	ts.Links[1].Send(dataFrame(wire.KeyOf(wire.MustParseName("/nowhere")), 5, nil))
 	// A frame whose hop limit is spent is dropped and counted.
-	ts.links[1].Send(dataFrame(cart, 0, nil))
-	if f, err := ts.links[2].Recv(100 * time.Millisecond); err == nil {
+	ts.Links[1].Send(dataFrame(cart, 0, nil))
+	if f, err := ts.Links[2].Recv(100 * time.Millisecond); err == nil {
 		t.Fatalf("unexpected frame on port 2: %x", f)
 	}
 
@@ -347,13 +264,13 @@ func TestForwardingAndCounters(t *testing.T) {
 }
 
 func TestPacketInAndOut(t *testing.T) {
-	ts := startSwitch(t, 2)
-	c := primaryWithPipeline(t, ts)
+	ts := switchtest.Start(t, 2)
+	c := switchtest.Primary(t, ts)
 	ctx := ctxT(t)
 
 	body, _ := wire.AppendControl(nil, wire.SignalLinkState, wire.LSHello, []byte("hello"))
 	hello := wire.AppendFrame(nil, wire.Ethernet{}, wire.Header{Type: wire.TypeControl, NextProto: wire.ProtoControl, HopLimit: 1}, nil, body)
-	ts.links[2].Send(hello)
+	ts.Links[2].Send(hello)
 	select {
 	case pin := <-c.PacketIns():
 		if pin.Meta[p4.MetaIngress] != 2 || pin.Meta[p4.MetaReason] != uint64(wire.PuntControl) || !bytes.Equal(pin.Payload, hello) {
@@ -366,7 +283,7 @@ func TestPacketInAndOut(t *testing.T) {
 	if err := c.PacketOut(ctx, hello, map[string]uint64{p4.MetaEgressPort: 1, p4.MetaMode: p4.OutDirect}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := ts.links[1].Recv(2 * time.Second)
+	out, err := ts.Links[1].Recv(2 * time.Second)
 	if err != nil || !bytes.Equal(out, hello) {
 		t.Fatalf("packet-out on port 1: %x, %v", out, err)
 	}
@@ -376,8 +293,8 @@ func TestPacketInAndOut(t *testing.T) {
 }
 
 func TestReadBackAndPipelineReplacement(t *testing.T) {
-	ts := startSwitch(t, 2)
-	c := primaryWithPipeline(t, ts)
+	ts := switchtest.Start(t, 2)
+	c := switchtest.Primary(t, ts)
 	ctx := ctxT(t)
 	route := programRoute(t, c, wire.KeyOf(wire.MustParseName("/shop/cart")))
 
@@ -412,10 +329,10 @@ func TestReadBackAndPipelineReplacement(t *testing.T) {
 }
 
 func TestReconnectAfterServerRestart(t *testing.T) {
-	ts := startSwitch(t, 1)
-	c := primaryWithPipeline(t, ts)
+	ts := switchtest.Start(t, 1)
+	c := switchtest.Primary(t, ts)
 	changes := c.RoleChanges()
-	ts.stop()
+	ts.Stop()
 	waitRole(t, c, p4rt.Disconnected)
 	select {
 	case r := <-changes:
@@ -429,11 +346,9 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Error("no role change reported")
 	}
-	lis, err := net.Listen("tcp", ts.addr)
-	if err != nil {
-		t.Skipf("address %s not reusable: %v", ts.addr, err)
+	if !ts.Restart() {
+		t.Skipf("address %s not reusable", ts.Addr)
 	}
-	ts.stop = ts.serve(t, lis)
 	if err := c.WaitPrimary(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,449 @@
+// Package fib turns routes into P4Runtime updates for the DMSC pipeline. It
+// keeps what it has installed on one switch (routes, next-hop groups and
+// their members) and, given the routes the switch should have, plans the
+// updates that get it there as a diff, ordered make-before-break: members and
+// groups that new routes need go in before the routes, routes come out before
+// the groups they used. It is pure: the agent sends each plan's phases in
+// order and calls Commit when the switch took them.
+package fib
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+
+	"github.com/dmsc-mesh/dmsc/p4"
+	"github.com/dmsc-mesh/dmsc/p4rt/p4info"
+	"github.com/dmsc-mesh/dmsc/spf"
+)
+
+// Kind is what a route does with a frame.
+type Kind uint8
+
+// Route kinds, the actions of the fib_* tables.
+const (
+	Forward Kind = iota + 1 // set_nexthop_group: to fabric neighbours
+	Local                   // deliver_local: to one of this SG's instances
+	ToCPU                   // to_cpu: the node's own key
+	Drop                    // drop
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Forward:
+		return "forward"
+	case Local:
+		return "local"
+	case ToCPU:
+		return "to_cpu"
+	case Drop:
+		return "drop"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Hop is a next hop (Forward) or a local instance (Local): the port, the
+// Ethernet address to write, the instance id (Local only) and a weight (≥ 1).
+type Hop struct {
+	Port     uint16
+	DMAC     uint64
+	Instance uint32
+	Weight   int32
+}
+
+// Route is what one prefix should do.
+type Route struct {
+	Kind Kind
+	Hops []Hop // Forward and Local; order does not matter
+}
+
+// Routes is the FIB a switch should have.
+type Routes map[spf.Prefix]Route
+
+// MaxGroups bounds group ids: the pipeline's group_id is 16 bits and 0 is
+// not used.
+const MaxGroups = 1<<16 - 1
+
+// Programmer remembers what it installed on one switch.
+type Programmer struct {
+	s *p4info.Schema
+
+	routes  map[spf.Prefix]installed
+	groups  map[string]*group // by content key
+	members map[string]*member
+
+	freeGroups  []uint32
+	nextGroup   uint32
+	nextMember  uint32
+	freeMembers []uint32
+}
+
+type installed struct {
+	kind  Kind
+	group *group // Forward, Local
+}
+
+type group struct {
+	id      uint32
+	local   bool
+	key     string
+	members []*member
+	weights []int32
+	refs    int // routes using it
+}
+
+type member struct {
+	id    uint32
+	local bool
+	hop   Hop // weight ignored
+	key   string
+	refs  int // groups using it
+}
+
+// New starts a programmer for a switch whose FIB is empty.
+func New(s *p4info.Schema) *Programmer {
+	return &Programmer{
+		s:          s,
+		routes:     map[spf.Prefix]installed{},
+		groups:     map[string]*group{},
+		members:    map[string]*member{},
+		nextGroup:  1,
+		nextMember: 1,
+	}
+}
+
+// Plan is the updates that move the switch from what is installed to the
+// desired routes, in phases that must be written in order; each phase may be
+// one batched Write.
+type Plan struct {
+	Phases [][]*p4v1.Update
+	next   *Programmer // the state after the plan, installed by Commit
+}
+
+// Len is the number of updates in the plan.
+func (p *Plan) Len() int {
+	n := 0
+	for _, ph := range p.Phases {
+		n += len(ph)
+	}
+	return n
+}
+
+// Commit records that the switch took every phase of plan.
+func (p *Programmer) Commit(plan *Plan) {
+	*p = *plan.next
+}
+
+// Routes returns what the programmer believes is installed.
+func (p *Programmer) Routes() Routes {
+	out := make(Routes, len(p.routes))
+	for pfx, r := range p.routes {
+		rt := Route{Kind: r.kind}
+		if r.group != nil {
+			for i, m := range r.group.members {
+				h := m.hop
+				h.Weight = r.group.weights[i]
+				rt.Hops = append(rt.Hops, h)
+			}
+		}
+		out[pfx] = rt
+	}
+	return out
+}
+
+// Plan computes the updates for desired. It does not change p: Commit the
+// plan once the switch has taken it, or drop it if a write failed (and plan
+// again, after reading the switch back if need be).
+func (p *Programmer) Plan(desired Routes) (*Plan, error) {
+	next := p.clone()
+	var (
+		newMembers, newGroups, groupEntries []*p4v1.Update
+		routeAdds, routeDels                []*p4v1.Update
+		oldGroupEntries, oldGroups, oldMems []*p4v1.Update
+	)
+	// Deterministic order: tests and logs read better, and BMv2 sees the same
+	// batches for the same input.
+	prefixes := make([]spf.Prefix, 0, len(desired))
+	for pfx := range desired {
+		prefixes = append(prefixes, pfx)
+	}
+	slices.SortFunc(prefixes, spf.Prefix.Compare)
+
+	for _, pfx := range prefixes {
+		want := desired[pfx]
+		if err := validate(pfx, want); err != nil {
+			return nil, err
+		}
+		var g *group
+		if want.Kind == Forward || want.Kind == Local {
+			var created []*member
+			var isNew bool
+			var err error
+			g, created, isNew, err = next.groupFor(want)
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range created {
+				u, err := p.memberUpdate(p4v1.Update_INSERT, m)
+				if err != nil {
+					return nil, err
+				}
+				newMembers = append(newMembers, u)
+			}
+			if isNew {
+				grp, entry, err := p.groupUpdates(p4v1.Update_INSERT, g)
+				if err != nil {
+					return nil, err
+				}
+				newGroups = append(newGroups, grp)
+				groupEntries = append(groupEntries, entry)
+			}
+		}
+		have, exists := next.routes[pfx]
+		if exists && have.kind == want.Kind && have.group == g {
+			continue // unchanged
+		}
+		typ := p4v1.Update_INSERT
+		if exists {
+			typ = p4v1.Update_MODIFY
+			if have.group != nil {
+				have.group.refs--
+			}
+		}
+		if g != nil {
+			g.refs++
+		}
+		next.routes[pfx] = installed{kind: want.Kind, group: g}
+		u, err := p.routeUpdate(typ, pfx, want.Kind, g)
+		if err != nil {
+			return nil, err
+		}
+		routeAdds = append(routeAdds, u)
+	}
+	// Routes no longer wanted.
+	var gone []spf.Prefix
+	for pfx := range next.routes {
+		if _, ok := desired[pfx]; !ok {
+			gone = append(gone, pfx)
+		}
+	}
+	slices.SortFunc(gone, spf.Prefix.Compare)
+	for _, pfx := range gone {
+		have := next.routes[pfx]
+		u, err := p.routeUpdate(p4v1.Update_DELETE, pfx, have.kind, have.group)
+		if err != nil {
+			return nil, err
+		}
+		routeDels = append(routeDels, u)
+		if have.group != nil {
+			have.group.refs--
+		}
+		delete(next.routes, pfx)
+	}
+	// Groups and members nobody uses any more. A group or member made by
+	// this plan is always in use, so these were all installed before.
+	var groups []*group
+	for _, g := range next.groups {
+		if g.refs == 0 {
+			groups = append(groups, g)
+		}
+	}
+	slices.SortFunc(groups, func(a, b *group) int { return cmp.Compare(a.id, b.id) })
+	for _, g := range groups {
+		grp, entry, err := p.groupUpdates(p4v1.Update_DELETE, g)
+		if err != nil {
+			return nil, err
+		}
+		oldGroupEntries = append(oldGroupEntries, entry)
+		oldGroups = append(oldGroups, grp)
+		next.releaseGroup(g)
+	}
+	var mems []*member
+	for _, m := range next.members {
+		if m.refs == 0 {
+			mems = append(mems, m)
+		}
+	}
+	slices.SortFunc(mems, func(a, b *member) int { return cmp.Compare(a.id, b.id) })
+	for _, m := range mems {
+		u, err := p.memberUpdate(p4v1.Update_DELETE, m)
+		if err != nil {
+			return nil, err
+		}
+		oldMems = append(oldMems, u)
+		next.releaseMember(m)
+	}
+
+	plan := &Plan{next: next}
+	for _, ph := range [][]*p4v1.Update{
+		newMembers, newGroups, groupEntries, // make: what new routes point at
+		routeAdds,                           // before: routes switch over
+		routeDels,                           // break: old routes go
+		oldGroupEntries, oldGroups, oldMems, // then what only they used
+	} {
+		if len(ph) > 0 {
+			plan.Phases = append(plan.Phases, ph)
+		}
+	}
+	return plan, nil
+}
+
+func validate(pfx spf.Prefix, r Route) error {
+	if err := pfx.Valid(); err != nil {
+		return fmt.Errorf("fib: route %v: %w", pfx, err)
+	}
+	switch r.Kind {
+	case Forward, Local:
+		if len(r.Hops) == 0 {
+			return fmt.Errorf("fib: route %v: %s without next hops", pfx, r.Kind)
+		}
+		for _, h := range r.Hops {
+			if h.Port == 0 || h.Port >= p4.MaxPorts || h.Port == p4.CPUPort {
+				return fmt.Errorf("fib: route %v: port %d is not a front-panel port", pfx, h.Port)
+			}
+			if h.DMAC >= 1<<48 {
+				return fmt.Errorf("fib: route %v: MAC %#x is wider than 48 bits", pfx, h.DMAC)
+			}
+			if r.Kind == Local && h.Instance == 0 {
+				return fmt.Errorf("fib: route %v: local instance id 0", pfx)
+			}
+		}
+	case ToCPU, Drop:
+		if len(r.Hops) > 0 {
+			return fmt.Errorf("fib: route %v: %s takes no next hops", pfx, r.Kind)
+		}
+	default:
+		return fmt.Errorf("fib: route %v: unknown kind %d", pfx, r.Kind)
+	}
+	return nil
+}
+
+// clone copies the bookkeeping deeply enough that planning never touches p.
+func (p *Programmer) clone() *Programmer {
+	n := &Programmer{
+		s:           p.s,
+		routes:      make(map[spf.Prefix]installed, len(p.routes)),
+		groups:      make(map[string]*group, len(p.groups)),
+		members:     make(map[string]*member, len(p.members)),
+		freeGroups:  slices.Clone(p.freeGroups),
+		nextGroup:   p.nextGroup,
+		nextMember:  p.nextMember,
+		freeMembers: slices.Clone(p.freeMembers),
+	}
+	ms := map[*member]*member{}
+	for k, m := range p.members {
+		c := *m
+		ms[m] = &c
+		n.members[k] = &c
+	}
+	gs := map[*group]*group{}
+	for k, g := range p.groups {
+		c := *g
+		c.members = make([]*member, len(g.members))
+		for i, m := range g.members {
+			c.members[i] = ms[m]
+		}
+		c.weights = slices.Clone(g.weights)
+		gs[g] = &c
+		n.groups[k] = &c
+	}
+	for pfx, r := range p.routes {
+		n.routes[pfx] = installed{kind: r.kind, group: gs[r.group]}
+	}
+	return n
+}
+
+// groupFor finds or creates the group for a route's hops, creating members
+// as needed (returned, to be inserted); isNew says the group was created.
+func (p *Programmer) groupFor(r Route) (g *group, created []*member, isNew bool, err error) {
+	local := r.Kind == Local
+	hops := slices.Clone(r.Hops)
+	slices.SortFunc(hops, func(a, b Hop) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.DMAC, b.DMAC), cmp.Compare(a.Instance, b.Instance))
+	})
+	var b strings.Builder
+	if local {
+		b.WriteString("L")
+	} else {
+		b.WriteString("F")
+	}
+	for _, h := range hops {
+		fmt.Fprintf(&b, "|%d,%x,%d,%d", h.Port, h.DMAC, h.Instance, max(h.Weight, 1))
+	}
+	key := b.String()
+	if g, ok := p.groups[key]; ok {
+		return g, nil, false, nil
+	}
+	id, err := p.allocGroup()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	g = &group{id: id, local: local, key: key}
+	for _, h := range hops {
+		mk := memberKey(local, h)
+		m, ok := p.members[mk]
+		if !ok {
+			m = &member{id: p.allocMember(), local: local, hop: Hop{Port: h.Port, DMAC: h.DMAC, Instance: h.Instance}, key: mk}
+			p.members[mk] = m
+			created = append(created, m)
+		}
+		m.refs++
+		g.members = append(g.members, m)
+		g.weights = append(g.weights, max(h.Weight, 1))
+	}
+	p.groups[key] = g
+	return g, created, true, nil
+}
+
+func memberKey(local bool, h Hop) string {
+	if local {
+		return fmt.Sprintf("L|%d,%x,%d", h.Port, h.DMAC, h.Instance)
+	}
+	return fmt.Sprintf("F|%d,%x", h.Port, h.DMAC)
+}
+
+func (p *Programmer) allocGroup() (uint32, error) {
+	if n := len(p.freeGroups); n > 0 {
+		id := p.freeGroups[n-1]
+		p.freeGroups = p.freeGroups[:n-1]
+		return id, nil
+	}
+	if p.nextGroup > MaxGroups {
+		return 0, errors.New("fib: out of next-hop group ids (65,535 distinct next-hop sets)")
+	}
+	id := p.nextGroup
+	p.nextGroup++
+	return id, nil
+}
+
+func (p *Programmer) allocMember() uint32 {
+	if n := len(p.freeMembers); n > 0 {
+		id := p.freeMembers[n-1]
+		p.freeMembers = p.freeMembers[:n-1]
+		return id
+	}
+	id := p.nextMember
+	p.nextMember++
+	return id
+}
+
+// releaseGroup forgets an unused group. Its id is reused only by a later
+// plan (never within this one), so a plan never deletes and inserts the same
+// id.
+func (p *Programmer) releaseGroup(g *group) {
+	for _, m := range g.members {
+		m.refs--
+	}
+	delete(p.groups, g.key)
+	p.freeGroups = append(p.freeGroups, g.id)
+}
+
+func (p *Programmer) releaseMember(m *member) {
+	delete(p.members, m.key)
+	p.freeMembers = append(p.freeMembers, m.id)
+}
