@@ -5,9 +5,8 @@ import (
 	"testing"
 	"time"
 
-	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
-
 	"github.com/dmsc-mesh/dmsc/controller/fib"
+	"github.com/dmsc-mesh/dmsc/internal/switchtest"
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/p4rt"
 	"github.com/dmsc-mesh/dmsc/spf"
@@ -34,18 +33,7 @@ func program(t *testing.T, ctx context.Context, f *topo.Fabric, node string, por
 	if err := c.SetPipeline(ctx, s.P4Info(), nil, 1); err != nil {
 		t.Fatal(err)
 	}
-	var ups []*p4v1.Update
-	for _, port := range ports {
-		e, err := p4rt.NewTableEntry(s, p4.TablePortRole).ExactUint(p4.FieldPort, uint64(port)).
-			Action(p4.ActionSetPortRole, p4rt.Param(p4.ParamRole, p4.RoleFabric)).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ups = append(ups, p4rt.Insert(e))
-	}
-	if err := c.Write(ctx, ups...); err != nil {
-		t.Fatal(err)
-	}
+	switchtest.FabricPorts(t, c, ports...)
 	prog := fib.New(s)
 	plan, err := prog.Plan(fib.Routes{pfx: {Kind: fib.Forward, Hops: []fib.Hop{{Port: out}}}})
 	if err != nil {

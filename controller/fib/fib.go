@@ -95,6 +95,9 @@ type group struct {
 	members []*member
 	weights []int32
 	refs    int // routes using it
+	// noEntry marks a group Recover found without its group-table entry:
+	// deleting it deletes the group alone.
+	noEntry bool
 }
 
 type member struct {
@@ -259,7 +262,9 @@ func (p *Programmer) Plan(desired Routes) (*Plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		oldGroupEntries = append(oldGroupEntries, entry)
+		if !g.noEntry {
+			oldGroupEntries = append(oldGroupEntries, entry)
+		}
 		oldGroups = append(oldGroups, grp)
 		next.releaseGroup(g)
 	}
@@ -362,20 +367,8 @@ func (p *Programmer) clone() *Programmer {
 // as needed (returned, to be inserted); isNew says the group was created.
 func (p *Programmer) groupFor(r Route) (g *group, created []*member, isNew bool, err error) {
 	local := r.Kind == Local
-	hops := slices.Clone(r.Hops)
-	slices.SortFunc(hops, func(a, b Hop) int {
-		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.DMAC, b.DMAC), cmp.Compare(a.Instance, b.Instance))
-	})
-	var b strings.Builder
-	if local {
-		b.WriteString("L")
-	} else {
-		b.WriteString("F")
-	}
-	for _, h := range hops {
-		fmt.Fprintf(&b, "|%d,%x,%d,%d", h.Port, h.DMAC, h.Instance, max(h.Weight, 1))
-	}
-	key := b.String()
+	hops := sortedHops(r.Hops)
+	key := groupKey(r.Kind, hops)
 	if g, ok := p.groups[key]; ok {
 		return g, nil, false, nil
 	}
@@ -398,6 +391,32 @@ func (p *Programmer) groupFor(r Route) (g *group, created []*member, isNew bool,
 	}
 	p.groups[key] = g
 	return g, created, true, nil
+}
+
+// groupKey identifies a group by its content: the kind and the sorted hops
+// with their weights.
+func groupKey(kind Kind, hops []Hop) string {
+	hops = sortedHops(hops)
+	var b strings.Builder
+	if kind == Local {
+		b.WriteString("L")
+	} else {
+		b.WriteString("F")
+	}
+	for _, h := range hops {
+		fmt.Fprintf(&b, "|%d,%x,%d,%d", h.Port, h.DMAC, h.Instance, max(h.Weight, 1))
+	}
+	return b.String()
+}
+
+// sortedHops returns a sorted copy: a group's members are in hop order, so
+// the same set of hops always makes the same group.
+func sortedHops(hops []Hop) []Hop {
+	hops = slices.Clone(hops)
+	slices.SortFunc(hops, func(a, b Hop) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.DMAC, b.DMAC), cmp.Compare(a.Instance, b.Instance))
+	})
+	return hops
 }
 
 func memberKey(local bool, h Hop) string {

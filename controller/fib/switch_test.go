@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
-
 	"github.com/dmsc-mesh/dmsc/controller/fib"
 	"github.com/dmsc-mesh/dmsc/internal/switchtest"
 	"github.com/dmsc-mesh/dmsc/p4"
@@ -89,18 +87,7 @@ func TestProgrammerDrivesTheSwitch(t *testing.T) {
 	ts := switchtest.Start(t, 3)
 	c := switchtest.Primary(t, ts)
 	s := c.Schema()
-	var roles []*p4v1.Update
-	for port := uint64(1); port <= 3; port++ {
-		e, err := p4rt.NewTableEntry(s, p4.TablePortRole).ExactUint(p4.FieldPort, port).
-			Action(p4.ActionSetPortRole, p4rt.Param(p4.ParamRole, p4.RoleFabric)).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		roles = append(roles, p4rt.Insert(e))
-	}
-	if err := c.Write(context.Background(), roles...); err != nil {
-		t.Fatal(err)
-	}
+	switchtest.FabricPorts(t, c, 1, 2, 3)
 
 	cart := wire.KeyOf(wire.MustParseName("/shop/cart"))
 	pfx := spf.Prefix{Key: cart, Len: 64}
@@ -131,5 +118,69 @@ func TestProgrammerDrivesTheSwitch(t *testing.T) {
 	}
 	if got := spread(t, ts, cart, 4); len(got) != 0 {
 		t.Fatalf("withdrawn route still forwards: %v", got)
+	}
+}
+
+// TestRecoverFromSwitch is the warm restart: a new programmer read back
+// from the switch plans nothing for the same routes, and repairs what is
+// inconsistent.
+func TestRecoverFromSwitch(t *testing.T) {
+	ts := switchtest.Start(t, 4)
+	c := switchtest.Primary(t, ts)
+	s := c.Schema()
+	switchtest.FabricPorts(t, c, 1, 2, 3, 4)
+	ctx := context.Background()
+	p := fib.New(s)
+	a, b := fib.Hop{Port: 1, DMAC: 0xa}, fib.Hop{Port: 2, DMAC: 0xb, Weight: 3}
+	routes := fib.Routes{
+		spf.Prefix{Key: wire.KeyOf(wire.MustParseName("/shop")), Len: 32}:      {Kind: fib.Forward, Hops: []fib.Hop{a, b}},
+		spf.Prefix{Key: wire.KeyOf(wire.MustParseName("/shop/cart")), Len: 64}: {Kind: fib.Forward, Hops: []fib.Hop{b}},
+		spf.Prefix{Key: wire.KeyOf(wire.MustParseName("/shop/cart")).WithInstance(4), Len: 128}: {
+			Kind: fib.Local, Hops: []fib.Hop{{Port: 3, Instance: 4}}},
+		spf.Prefix{Key: wire.KeyOf(wire.MustParseName("/x")), Len: 32}: {Kind: fib.ToCPU},
+	}
+	apply(t, c, p, routes)
+
+	// Debris a crashed agent could leave: a member and a group nobody uses.
+	m, err := p4rt.NewMember(s, p4.ProfileNexthop, 900, p4.ActionSetNexthop, p4rt.Param(p4.ParamPort, 4), p4rt.Param(p4.ParamDmac, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := p4rt.NewGroup(s, p4.ProfileNexthop, 900, 0).Add(900, 1).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write(ctx, p4rt.Insert(m), p4rt.Insert(g)); err != nil {
+		t.Fatal(err)
+	}
+
+	read, err := c.Read(ctx, p4rt.AllTableEntries(), p4rt.Members(0), p4rt.Groups(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := fib.Recover(s, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Routes(); len(got) != len(routes) {
+		t.Fatalf("recovered %d routes, want %d", len(got), len(routes))
+	}
+	plan, err := q.Plan(routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the debris goes: the group, then its member.
+	if plan.Len() != 2 {
+		t.Fatalf("plan after recovery has %d updates, want 2 (the debris): %v", plan.Len(), plan.Phases)
+	}
+	apply(t, c, q, routes)
+	if r, ge, gr, mem := countEntities(t, c); r != 4 || ge != 3 || gr != 3 || mem != 3 {
+		t.Fatalf("after repair: %d routes, %d group entries, %d groups, %d members", r, ge, gr, mem)
+	}
+	// The recovered programmer goes on working: a new next-hop set.
+	routes[spf.Prefix{Key: wire.KeyOf(wire.MustParseName("/shop/cart")), Len: 64}] = fib.Route{Kind: fib.Forward, Hops: []fib.Hop{a}}
+	apply(t, c, q, routes)
+	if got := spread(t, ts, wire.KeyOf(wire.MustParseName("/shop/cart")), 8); got[1] != 8 {
+		t.Fatalf("after the change: %v, want all on port 1", got)
 	}
 }

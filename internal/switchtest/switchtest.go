@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 	"google.golang.org/grpc"
 
 	"github.com/dmsc-mesh/dmsc/p4"
@@ -116,4 +117,21 @@ func Primary(t testing.TB, ts *Switch) *p4rt.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// FabricPorts gives ports the FABRIC role on the switch c programs.
+func FabricPorts(t testing.TB, c *p4rt.Client, ports ...uint16) {
+	t.Helper()
+	var ups []*p4v1.Update
+	for _, port := range ports {
+		e, err := p4rt.NewTableEntry(c.Schema(), p4.TablePortRole).ExactUint(p4.FieldPort, uint64(port)).
+			Action(p4.ActionSetPortRole, p4rt.Param(p4.ParamRole, p4.RoleFabric)).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, p4rt.Insert(e))
+	}
+	if err := c.Write(context.Background(), ups...); err != nil {
+		t.Fatal(err)
+	}
 }
