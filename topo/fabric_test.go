@@ -7,8 +7,6 @@ import (
 
 	"github.com/dmsc-mesh/dmsc/controller/fib"
 	"github.com/dmsc-mesh/dmsc/internal/switchtest"
-	"github.com/dmsc-mesh/dmsc/p4"
-	"github.com/dmsc-mesh/dmsc/p4rt"
 	"github.com/dmsc-mesh/dmsc/spf"
 	"github.com/dmsc-mesh/dmsc/topo"
 	"github.com/dmsc-mesh/dmsc/wire"
@@ -18,21 +16,8 @@ import (
 // a fabric port.
 func program(t *testing.T, ctx context.Context, f *topo.Fabric, node string, ports []uint16, pfx spf.Prefix, out uint16) {
 	t.Helper()
-	c, err := p4rt.Dial(ctx, f.Switches[node].Addr, p4rt.Options{DeviceID: 1, ElectionID: p4rt.ElectionID{Low: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.WaitPrimary(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s, err := p4.Schema()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetPipeline(ctx, s.P4Info(), nil, 1); err != nil {
-		t.Fatal(err)
-	}
+	c := switchtest.PrimaryAt(t, f.Switches[node].Addr)
+	s := c.Schema()
 	switchtest.FabricPorts(t, c, ports...)
 	prog := fib.New(s)
 	plan, err := prog.Plan(fib.Routes{pfx: {Kind: fib.Forward, Hops: []fib.Hop{{Port: out}}}})

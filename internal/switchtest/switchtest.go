@@ -100,10 +100,17 @@ func Dial(t testing.TB, addr string, election uint64) *p4rt.Client {
 	return c
 }
 
-// Primary dials as primary and pushes the DMSC pipeline.
+// Primary dials ts as primary and pushes the DMSC pipeline.
 func Primary(t testing.TB, ts *Switch) *p4rt.Client {
 	t.Helper()
-	c := Dial(t, ts.Addr, 1)
+	return PrimaryAt(t, ts.Addr)
+}
+
+// PrimaryAt dials the P4Runtime server at addr as primary and pushes the
+// DMSC pipeline.
+func PrimaryAt(t testing.TB, addr string) *p4rt.Client {
+	t.Helper()
+	c := Dial(t, addr, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.WaitPrimary(ctx); err != nil {
