@@ -547,6 +547,19 @@ func (db *LSDB) Summary(now time.Duration) []Summary {
 	return out
 }
 
+// SummaryOf is the summary of one fragment, as Summary would list it.
+func (db *LSDB) SummaryOf(id FragmentID, now time.Duration) (Summary, bool) {
+	n := db.lookup(id.Origin)
+	if n == nil {
+		return Summary{}, false
+	}
+	f := n.frag(id.Fragment)
+	if f == nil {
+		return Summary{}, false
+	}
+	return Summary{Origin: n.id, Fragment: f.num, Seq: f.ver.seq, RemainingLifetime: remaining(f, now), Hash: f.ver.hash}, true
+}
+
 // SyncPlan is what database synchronisation with a neighbour must exchange.
 type SyncPlan struct {
 	// Request: fragments the neighbour holds newer than ours, or that we
@@ -560,7 +573,12 @@ type SyncPlan struct {
 // Compare compares a neighbour's complete summary with the database. A purge
 // in theirs of a fragment we do not hold needs nothing, and neither does one
 // of our purge headers that they lack.
-func (db *LSDB) Compare(theirs []Summary) SyncPlan {
+func (db *LSDB) Compare(theirs []Summary) SyncPlan { return db.CompareRange(theirs, nil) }
+
+// CompareRange is Compare for a summary that covers only the fragments for
+// which in reports true (one DB_SUMMARY message of several, each with its own
+// range); fragments outside it are not offered. A nil in covers everything.
+func (db *LSDB) CompareRange(theirs []Summary, in func(FragmentID) bool) SyncPlan {
 	var plan SyncPlan
 	seen := make(map[FragmentID]struct{}, len(theirs))
 	for _, s := range theirs {
@@ -592,6 +610,9 @@ func (db *LSDB) Compare(theirs []Summary) SyncPlan {
 		}
 		for _, f := range n.frags {
 			id := FragmentID{n.id, f.num}
+			if in != nil && !in(id) {
+				continue
+			}
 			if _, ok := seen[id]; !ok && !f.ver.purged {
 				plan.Send = append(plan.Send, id)
 			}
@@ -600,6 +621,18 @@ func (db *LSDB) Compare(theirs []Summary) SyncPlan {
 	slices.SortFunc(plan.Request, FragmentID.compare)
 	slices.SortFunc(plan.Send, FragmentID.compare)
 	return plan
+}
+
+// Covers reports whether s describes the copy of its fragment that the
+// database holds, or a newer one: an acknowledgement that the neighbour has
+// what we would send it. A fragment we do not hold is covered by anything.
+func (db *LSDB) Covers(s Summary) bool {
+	n := db.lookup(s.Origin)
+	if n == nil {
+		return true
+	}
+	cur := n.frag(s.Fragment)
+	return cur == nil || compareVersion(s.version(), cur.ver) >= 0
 }
 
 // Changes is what changed in the database since the last TakeChanges.

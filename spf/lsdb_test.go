@@ -339,3 +339,79 @@ func TestDiffLarge(t *testing.T) {
 		t.Errorf("applying the diff leaves %d differences", x.Len())
 	}
 }
+
+// TestSyncByRanges syncs two databases through summaries cut into ranges, as
+// DB_SUMMARY messages carry them: every range compared alone, the result is
+// the same as one complete comparison.
+func TestSyncByRanges(t *testing.T) {
+	for seed := range 50 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		a, b := New(Options{}), New(Options{})
+		for range 60 {
+			l := LSP{Origin: NodeID(fmt.Sprintf("n%d", rng.IntN(8))), Fragment: uint8(rng.IntN(3)),
+				Seq: 1 + uint32(rng.IntN(4)), RemainingLifetime: 1000}
+			if rng.IntN(5) == 0 {
+				l.Purged = true
+			}
+			[]*LSDB{a, b}[rng.IntN(2)].Receive(l, 0)
+		}
+		want := a.Compare(b.Summary(0))
+		var got SyncPlan
+		theirs := b.Summary(0)
+		// Ranges of 1..4 entries; each range runs from just after the previous
+		// range's last entry to its own last entry, the last range to the end.
+		var prev *FragmentID
+		for i := 0; i < len(theirs) || prev == nil; {
+			n := min(1+rng.IntN(4), len(theirs)-i)
+			part := theirs[i : i+n]
+			lo := prev
+			var hi *FragmentID
+			if i+n < len(theirs) {
+				id := part[len(part)-1].ID()
+				hi = &id
+			}
+			in := func(id FragmentID) bool {
+				return (lo == nil || id.compare(*lo) > 0) && (hi == nil || id.compare(*hi) <= 0)
+			}
+			p := a.CompareRange(part, in)
+			got.Send = append(got.Send, p.Send...)
+			got.Request = append(got.Request, p.Request...)
+			prev, i = hi, i+n
+			if hi == nil {
+				break
+			}
+		}
+		slices.SortFunc(got.Send, FragmentID.compare)
+		slices.SortFunc(got.Request, FragmentID.compare)
+		if !slices.Equal(got.Send, want.Send) || !slices.Equal(got.Request, want.Request) {
+			t.Fatalf("seed %d: by ranges %+v, whole %+v", seed, got, want)
+		}
+	}
+}
+
+func TestCovers(t *testing.T) {
+	db := New(Options{})
+	db.Receive(LSP{Origin: "a", Seq: 5, RemainingLifetime: 100}, 0)
+	cur, _ := db.Get(FragmentID{Origin: "a"}, 0)
+	var s Summary
+	for _, x := range db.Summary(0) {
+		s = x
+	}
+	for _, tc := range []struct {
+		name string
+		s    Summary
+		want bool
+	}{
+		{"same copy", s, true},
+		{"newer seq", Summary{Origin: "a", Seq: 6, RemainingLifetime: 10, Hash: 1}, true},
+		{"purge at same seq", Summary{Origin: "a", Seq: 5}, true},
+		{"older seq", Summary{Origin: "a", Seq: 4, RemainingLifetime: 10, Hash: s.Hash}, false},
+		{"same seq, other content", Summary{Origin: "a", Seq: 5, RemainingLifetime: 10, Hash: s.Hash - 1}, false},
+		{"unknown fragment", Summary{Origin: "a", Fragment: 3, Seq: 1, RemainingLifetime: 10}, true},
+		{"unknown origin", Summary{Origin: "zz", Seq: 1, RemainingLifetime: 10}, true},
+	} {
+		if got := db.Covers(tc.s); got != tc.want {
+			t.Errorf("%s (ours seq %d): Covers = %v, want %v", tc.name, cur.Seq, got, tc.want)
+		}
+	}
+}
