@@ -92,3 +92,9 @@ func (d *SPFDelay) expire(now time.Duration) {
 		d.state = spfLongWait
 	}
 }
+
+// Pending reports whether an SPF run is scheduled.
+func (d *SPFDelay) Pending() bool {
+	_, ok := d.Next()
+	return ok
+}

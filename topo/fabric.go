@@ -28,9 +28,11 @@ type Fabric struct {
 	Topo     *Topology
 	Switches map[string]*Switch
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	once     sync.Once
+	deviceID uint64
+	agents   *agentSet
 }
 
 // Switch is one node of a running fabric.
@@ -52,7 +54,7 @@ func Start(ctx context.Context, t *Topology, opts Options) (*Fabric, error) {
 		opts.DeviceID = 1
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	f := &Fabric{Topo: t, Switches: map[string]*Switch{}, cancel: cancel}
+	f := &Fabric{Topo: t, Switches: map[string]*Switch{}, cancel: cancel, deviceID: opts.DeviceID}
 	fail := func(err error) (*Fabric, error) {
 		f.Close()
 		return nil, err
@@ -98,6 +100,9 @@ func Start(ctx context.Context, t *Topology, opts Options) (*Fabric, error) {
 func (f *Fabric) Close() error {
 	var errs []error
 	f.once.Do(func() {
+		if err := f.StopAgents(); err != nil {
+			errs = append(errs, err)
+		}
 		for _, s := range f.Switches {
 			s.srv.Close()
 			s.gs.Stop()

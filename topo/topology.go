@@ -40,6 +40,8 @@ type Topology struct {
 type Node struct {
 	Name string
 	Role Role
+	// PodPorts are the ports of an SG that pods attach to.
+	PodPorts []uint16
 }
 
 // Endpoint is one end of a link: a node's port.
@@ -73,7 +75,8 @@ type file struct {
 }
 
 type fileNode struct {
-	Role string `yaml:"role"`
+	Role     string   `yaml:"role"`
+	PodPorts []string `yaml:"pod_ports"`
 }
 
 type fileLink struct {
@@ -136,9 +139,28 @@ func Parse(b []byte) (*Topology, error) {
 		default:
 			return nil, fail(path+".role", "%q is not a role (want sg or sr)", f.Nodes[n].Role)
 		}
-		t.Nodes[n] = &Node{Name: n, Role: role}
+		node := &Node{Name: n, Role: role}
+		for i, ps := range f.Nodes[n].PodPorts {
+			ep, err := parseEndpoint(n + ":" + ps)
+			if err != nil {
+				return nil, fail(fmt.Sprintf("%s.pod_ports[%d]", path, i), "%v", err)
+			}
+			if role != RoleSG {
+				return nil, fail(fmt.Sprintf("%s.pod_ports[%d]", path, i), "pods attach to SGs, and %s is an %s", n, role)
+			}
+			if slices.Contains(node.PodPorts, ep.Port) {
+				return nil, fail(fmt.Sprintf("%s.pod_ports[%d]", path, i), "port %d listed twice", ep.Port)
+			}
+			node.PodPorts = append(node.PodPorts, ep.Port)
+		}
+		t.Nodes[n] = node
 	}
 	used := map[Endpoint]string{}
+	for _, n := range names {
+		for i, p := range t.Nodes[n].PodPorts {
+			used[Endpoint{n, p}] = fmt.Sprintf("nodes.%s.pod_ports[%d]", n, i)
+		}
+	}
 	for i, fl := range f.Links {
 		path := fmt.Sprintf("links[%d]", i)
 		if len(fl.Endpoints) != 2 {

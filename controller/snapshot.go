@@ -1,0 +1,92 @@
+package controller
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/dmsc-mesh/dmsc/controller/fib"
+	"github.com/dmsc-mesh/dmsc/spf"
+)
+
+// Snapshot is the agent's state at one moment, for inspection (tests, gNMI,
+// dmsc show).
+type Snapshot struct {
+	Node      spf.NodeID
+	Role      Role
+	Neighbors []NeighborInfo
+	// LSDB lists every fragment held.
+	LSDB []spf.Summary
+	// Routes is what SPF computed, FIB what the agent wants on the switch.
+	Routes spf.RouteTable
+	FIB    fib.Routes
+	// FIBGeneration is the newest route generation handed to the writer,
+	// FIBApplied the one on the switch, FIBError the last write error while
+	// they differ.
+	FIBGeneration, FIBApplied uint64
+	FIBError                  error
+	FIBWrites                 uint64
+	Warm                      bool
+	Counters                  Counters
+}
+
+// NeighborInfo is one fabric port's adjacency.
+type NeighborInfo struct {
+	Port         uint16
+	State        AdjState
+	Neighbor     spf.NodeID
+	NeighborPort uint32
+	Synced       bool
+	Metric       uint32
+	Capacity     uint64
+}
+
+// Snapshot returns the agent's current state. It fails if the agent is not
+// running.
+func (a *Agent) Snapshot(ctx context.Context) (Snapshot, error) {
+	var s Snapshot
+	err := a.do(ctx, func() {
+		l := a.loop
+		now := a.now()
+		s = Snapshot{Node: a.cfg.NodeID, Role: a.cfg.Role, Warm: l.warm}
+		for _, port := range l.fabric {
+			adj, _ := l.adj.Get(port)
+			ni := NeighborInfo{Port: port, State: adj.State, Neighbor: adj.Neighbor, NeighborPort: adj.NeighborPort,
+				Metric: l.ports[port].Metric, Capacity: l.ports[port].Capacity}
+			if n, ok := l.nbrs[port]; ok {
+				ni.Synced = n.synced(now, 2*a.t.Retransmit)
+			}
+			s.Neighbors = append(s.Neighbors, ni)
+		}
+		s.LSDB = l.db.Summary(now)
+		s.Routes = l.rib.Routes()
+		s.FIB = fib.Routes{}
+		for p, r := range s.Routes {
+			if fr := a.fibRoute(p, r); fr != nil {
+				s.FIB[p] = *fr
+			}
+		}
+		s.Counters = l.counters
+		s.Counters.Dropped = maps.Clone(l.counters.Dropped)
+		s.FIBApplied, s.FIBGeneration, s.FIBWrites, s.FIBError = l.w.status()
+	})
+	return s, err
+}
+
+// Converged reports whether the switch holds the newest routes the agent
+// computed and no SPF run is pending.
+func (s Snapshot) Converged() bool {
+	return s.FIBApplied == s.FIBGeneration && s.FIBError == nil
+}
+
+// UpNeighbors lists the neighbours with a two-way adjacency, sorted.
+func (s Snapshot) UpNeighbors() []spf.NodeID {
+	var out []spf.NodeID
+	for _, n := range s.Neighbors {
+		if n.State == AdjUp {
+			out = append(out, n.Neighbor)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
