@@ -33,6 +33,8 @@ Every verb logs with log/slog to standard error; --log-format json suits collect
 	root.AddCommand(
 		newVersionCommand(),
 		newSoftswitchCommand(g),
+		newCACommand(g),
+		newSPACommand(g),
 	)
 	return root
 }
