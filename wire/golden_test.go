@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,6 +31,8 @@ const goldenHeader = `# DMSC wire-format golden vectors (see docs/wire.md). Anot
 #                         type hop qos flow (hex) plen next dst src payload
 #                         (hex, "-" if empty), and for probes seq ttx trx treply
 #   control NAME SIGNAL TYPE BODY HEX   HEX is the envelope of BODY (hex)
+#   podmsg NAME TYPE HEX  HEX is the body of a pod signalling message (signal 1)
+#                         of message TYPE (decimal), the values of pod_test.go
 `
 
 var goldenNames = []string{"/shop", "/shop/cart", "/shop/cart/v2", "/catalog", "/a", "/_node/sg1"}
@@ -119,6 +122,13 @@ func renderGolden() string {
 	body := []byte("proof")
 	env, _ := AppendControl(nil, SignalPod, PodProof, body)
 	fmt.Fprintf(&b, "control pod-proof %d %d %s %s\n", SignalPod, PodProof, hex.EncodeToString(body), hex.EncodeToString(env))
+	for _, m := range podMessages() {
+		body, err := m.msg.Append(nil)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(&b, "podmsg %s %d %s\n", m.name, m.msgType, hex.EncodeToString(body))
+	}
 	return b.String()
 }
 
@@ -189,6 +199,22 @@ func decodeGolden(t *testing.T, file []byte) {
 			c, err := DecodeControl(env)
 			if err != nil || strconv.Itoa(int(c.Signal)) != f[2] || strconv.Itoa(int(c.MsgType)) != f[3] || hex.EncodeToString(c.Body) != f[4] {
 				t.Errorf("%s: control %s decodes to %+v, %v", where, f[1], c, err)
+			}
+		case "podmsg":
+			body, _ := hex.DecodeString(f[3])
+			found := false
+			for _, m := range podMessages() {
+				if m.name != f[1] {
+					continue
+				}
+				found = true
+				v, err := m.decode(body)
+				if err != nil || strconv.Itoa(int(m.msgType)) != f[2] || !reflect.DeepEqual(v, m.msg) {
+					t.Errorf("%s: pod message %s decodes to %+v, %v", where, f[1], v, err)
+				}
+			}
+			if !found {
+				t.Errorf("%s: unknown pod message %s", where, f[1])
 			}
 		default:
 			t.Errorf("%s: unknown vector kind %q", where, f[0])
