@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
@@ -40,8 +41,11 @@ type Agent struct {
 	nodePrefix spf.Prefix
 	schema     *p4info.Schema
 
-	// calls carries functions to run on the loop (inspection, SG events).
-	calls chan func()
+	// calls carries functions to run on the loop (inspection); events
+	// carries the results of the loop's workers (SPA calls) back to it.
+	calls   chan func()
+	events  chan func()
+	workers sync.WaitGroup
 	// running is closed when Run starts its loop; stopped when it ends.
 	running, stopped chan struct{}
 
@@ -144,6 +148,7 @@ func New(cfg Config) (*Agent, error) {
 		nodeKey:    key,
 		nodePrefix: spf.Prefix{Key: key, Len: uint8(key.PrefixLen())},
 		calls:      make(chan func()),
+		events:     make(chan func(), 1024),
 		running:    make(chan struct{}),
 		stopped:    make(chan struct{}),
 	}
@@ -372,6 +377,8 @@ func (a *Agent) loopRun(ctx context.Context) {
 			a.roleChanged(rs)
 		case fn := <-a.calls:
 			fn()
+		case fn := <-a.events:
+			fn()
 		case <-timer.C:
 		}
 		next := a.step()
@@ -446,6 +453,8 @@ func (a *Agent) nextDeadline(now time.Duration) time.Duration {
 
 func (a *Agent) shutdown() {
 	a.log.Info("agent stopping")
+	a.sgShutdown()
+	a.workers.Wait()
 }
 
 // do runs fn on the loop and waits for it; it fails when the agent is not

@@ -62,9 +62,6 @@ func (a *Agent) nodeFrame(port uint16, f *wire.Frame) {
 	if a.probeFrame(port, f) {
 		return
 	}
-	if a.loop.sg != nil && a.sgNodeFrame(port, f) {
-		return
-	}
 	a.drop("node_frame_unhandled")
 }
 
