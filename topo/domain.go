@@ -35,10 +35,10 @@ type Domain struct {
 	SPAAddr string
 	SPA     *spa.Server
 
-	nodes   map[string]*ca.Issued
-	log     *slog.Logger
-	cancel  context.CancelFunc
-	served  chan error
+	nodes      map[string]*ca.Issued
+	log        *slog.Logger
+	cancel     context.CancelFunc
+	served     chan error
 	mu         sync.Mutex
 	clients    []*spa.Client
 	closed     bool
