@@ -2,6 +2,7 @@ package controller
 
 import (
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -147,6 +148,38 @@ type Config struct {
 	Logger      *slog.Logger
 	// SG, when Role is RoleSG, handles pod registration; see SGConfig.
 	SG *SGConfig
+	// GNMI, when set, serves the agent's state and accepts policies.
+	GNMI *GNMIConfig
+	// Probe configures an SG's probing of its target services.
+	Probe ProbeConfig
+}
+
+// GNMIConfig configures the agent's gNMI target (docs/telemetry.md).
+type GNMIConfig struct {
+	// Listen is the address to serve on ("127.0.0.1:9339").
+	Listen string
+	// TLS is the server's TLS (ca.LoadServerTLS with the node certificate);
+	// nil serves without TLS, for local use only. With TLS, any node of the
+	// domain may read and only role scsc may Set.
+	TLS *tls.Config
+	// Domain is the identity domain checked on peers (with TLS).
+	Domain string
+	// Interval is how often counters and link figures are published
+	// [1 s].
+	Interval time.Duration
+}
+
+// ProbeConfig configures the probing of target services (SG) and of
+// neighbours (every node). Zero fields take the defaults in brackets.
+type ProbeConfig struct {
+	// Targets are the services an SG probes; empty: every service in the
+	// LSDB.
+	Targets []string
+	// Interval between probes to one target or neighbour [100 ms]; negative
+	// turns probing off.
+	Interval time.Duration
+	// Window is what delay, jitter and loss are computed over [2 s].
+	Window time.Duration
 }
 
 // Validate reports what is wrong with c, every problem at once.
