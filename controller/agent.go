@@ -21,6 +21,7 @@ import (
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 
 	"github.com/dmsc-mesh/dmsc/controller/lsmsg"
+	"github.com/dmsc-mesh/dmsc/gnmi"
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/p4rt"
 	"github.com/dmsc-mesh/dmsc/p4rt/p4info"
@@ -51,6 +52,8 @@ type Agent struct {
 
 	// Loop state: touched only by the goroutine running Run.
 	loop *loopState
+	// gnmiAddr is set before running is closed.
+	gnmiAddr string
 }
 
 // loopState is everything the event loop owns.
@@ -84,6 +87,17 @@ type loopState struct {
 	policy   *policyTable
 	probes   map[uint32]*probeWait
 	probeSeq uint32
+
+	// Telemetry (telemetry.go, probing.go).
+	gnmi          *gnmi.Target
+	nextPublish   time.Duration
+	publishedLSPs map[spf.FragmentID]bool
+	txBps         map[uint16]uint64
+	nextProbe     time.Duration
+	linkProbes    map[uint16]*probeStats
+	targets       map[spf.Prefix]*probeTarget
+	services      map[spf.Prefix]bool
+	instances     map[spf.Prefix]map[spf.Prefix]bool
 }
 
 // portState is a configured port with its MAC and HELLO schedule.
@@ -235,6 +249,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); l.w.run(wctx) }()
 	defer func() { stopWriter(); <-writerDone }()
+	if a.cfg.GNMI != nil {
+		stop, err := a.startGNMI(ctx)
+		if err != nil {
+			close(a.running)
+			return fmt.Errorf("controller: %s: %w", a.cfg.NodeID, err)
+		}
+		defer stop()
+	}
 	close(a.running)
 	a.loopRun(ctx)
 	return nil
@@ -417,9 +439,15 @@ func (a *Agent) step() time.Duration {
 	if l.sg != nil {
 		a.sgStep(now)
 	}
+	a.expirePolicies(now)
 	a.originate(now)
 	a.flood(now)
 	a.runSPF(now)
+	a.probing(now)
+	if l.gnmi != nil && now >= l.nextPublish {
+		l.nextPublish = now + a.publishInterval()
+		a.publishState(now)
+	}
 	return a.nextDeadline(now)
 }
 
@@ -448,7 +476,21 @@ func (a *Agent) nextDeadline(now time.Duration) time.Duration {
 	if l.sg != nil {
 		consider(a.sgNextDeadline())
 	}
+	consider(a.nextPolicyExpiry())
+	if a.probeInterval() > 0 {
+		consider(l.nextProbe, true)
+	}
+	if l.gnmi != nil {
+		consider(l.nextPublish, true)
+	}
 	return max(next, now)
+}
+
+func (a *Agent) publishInterval() time.Duration {
+	if a.cfg.GNMI == nil || a.cfg.GNMI.Interval <= 0 {
+		return time.Second
+	}
+	return a.cfg.GNMI.Interval
 }
 
 func (a *Agent) shutdown() {

@@ -21,9 +21,13 @@ type ProbeResult struct {
 	Port uint16
 }
 
-// probeWait is a probe in flight: what to do with its reply.
+// probeWait is a probe in flight: what to do with its reply. Periodic
+// probes are forgotten after the probe timeout; Probe's own waits are
+// removed by Probe.
 type probeWait struct {
-	reply func(ProbeResult)
+	reply    func(ProbeResult)
+	periodic bool
+	sentAt   time.Duration
 }
 
 // ErrProbeTimeout is returned when no reply came in time.

@@ -38,9 +38,22 @@ func (a *Agent) runSPF(now time.Duration) {
 	for _, u := range comp.Diff.Removed {
 		changes[u.Prefix] = nil
 	}
+	var added, removed []spf.Prefix
+	for _, u := range comp.Diff.Added {
+		added = append(added, u.Prefix)
+	}
+	for _, u := range comp.Diff.Removed {
+		removed = append(removed, u.Prefix)
+	}
+	a.trackServices(added, removed)
 	if len(changes) > 0 {
 		l.routesGen++
 		l.w.submitRoutes(changes, l.routesGen)
+		a.publishRoutes(changes)
+	}
+	if comp.Diff.Len() > 0 {
+		// Policies depend on adjacencies and on what the egress announces.
+		a.refreshPolicies()
 	}
 	a.log.Debug("routes computed", "kind", comp.Kind, "changed", comp.Diff.Len(),
 		"reachable", comp.Reachable, "took", time.Since(t0))
@@ -125,6 +138,7 @@ func (a *Agent) reprogram(prefixes ...spf.Prefix) {
 	if len(changes) > 0 {
 		l.routesGen++
 		l.w.submitRoutes(changes, l.routesGen)
+		a.publishRoutes(changes)
 	}
 }
 

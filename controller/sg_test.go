@@ -146,6 +146,33 @@ func (p *testPod) register(prefix string, pod *ca.Issued, sign func(ch wire.Chal
 	return acc, err
 }
 
+// keepAlive sends the pod's KEEPALIVE every 500 ms until the test ends, as
+// a live pod does (the echoes are left in the link's queue; recv skips
+// them).
+func (p *testPod) keepAlive() {
+	key := p.key
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	p.t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		body, _ := wire.InstanceMsg{Instance: key}.Append(nil)
+		env, _ := wire.AppendControl(nil, wire.SignalPod, wire.PodKeepalive, body)
+		frame := wire.AppendFrame(nil, wire.Ethernet{Dst: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Src: p.mac},
+			wire.Header{Type: wire.TypeControl, HopLimit: 1, NextProto: wire.ProtoControl, Src: key}, nil, env)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				p.link.Send(frame)
+			}
+		}
+	}()
+}
+
 // sendData sends a DATA frame from the pod's key (or from src, if set).
 func (p *testPod) sendData(dst wire.Key, src *wire.Key, payload string) {
 	h := wire.Header{Type: wire.TypeData, HopLimit: 64, FlowLabel: 9, NextProto: wire.ProtoDatagram, Dst: dst, Src: p.key}

@@ -117,8 +117,8 @@ type LSPLeaf string
 const (
 	LSPSeq               LSPLeaf = "seq"                // uint64: sequence number
 	LSPRemainingLifetime LSPLeaf = "remaining-lifetime" // uint64: seconds until it ages out
-	LSPAdjacencies       LSPLeaf = "adjacencies"        // uint64: adjacencies it carries
-	LSPPrefixes          LSPLeaf = "prefixes"           // uint64: prefixes it carries
+	LSPAdjacencies       LSPLeaf = "adjacencies"        // JSON: [{"neighbor":"sr1","metric":10,"link":1}] (docs/telemetry.md)
+	LSPPrefixes          LSPLeaf = "prefixes"           // JSON: [{"prefix":"<key>/<len>","metric":0}]
 )
 
 // RouteLeaf names a leaf of a FIB route.

@@ -261,6 +261,10 @@ func TestForwardingAndCounters(t *testing.T) {
 	if rx[1].Packets != 3 || tx[2].Packets != 1 {
 		t.Errorf("port counters rx %v tx %v", rx, tx)
 	}
+	cells := must(c.ReadCounterCells(ctx, p4.CounterPortRx, 1, 2, 7))(t)
+	if len(cells) != 3 || cells[1].Packets != 3 || cells[2].Packets != 0 || cells[7].Packets != 0 {
+		t.Errorf("port_rx cells 1, 2, 7: %v", cells)
+	}
 }
 
 func TestPacketInAndOut(t *testing.T) {
