@@ -35,6 +35,7 @@ Every verb logs with log/slog to standard error; --log-format json suits collect
 		newSoftswitchCommand(g),
 		newCACommand(g),
 		newSPACommand(g),
+		newShowCommand(g),
 	)
 	return root
 }
