@@ -24,6 +24,9 @@
 //     PeerIdentity(ctx) names the calling pod.
 //
 // Before the announcement protocol has registered the pod, the Endpoint has
-// no instance key and DATA sends fail with ErrNoLocalKey; SetLocalKey sets it
-// once SPA has allocated the instance id.
+// no instance key and DATA sends fail with ErrNoLocalKey. Endpoint.Announce
+// runs that protocol (announce.go): it returns once the SG accepted, sets the
+// instance key SPA allocated, and keeps the registration alive in a
+// Registration until Withdraw or Close. Attach builds an Endpoint from a link
+// spec and certificate files and announces.
 package pod

@@ -86,6 +86,14 @@ type Config struct {
 	// ReadBatch is how many frames one read from the port takes (default
 	// 64).
 	ReadBatch int
+	// ResolveTimeout bounds Resolve: how long the SG has to answer a
+	// RESOLVE (default 500 ms).
+	ResolveTimeout time.Duration
+	// NoResolve stops Dial from asking the SG for a route first. Dial asks
+	// only while the Endpoint holds a registration made by Announce (an SG
+	// that speaks signal 1 is there); NoResolve is for SGs that do not
+	// answer RESOLVE, so that each dial does not wait out ResolveTimeout.
+	NoResolve bool
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -115,10 +123,15 @@ func (c *Config) setDefaults() error {
 	if c.ReadBatch == 0 {
 		c.ReadBatch = DefaultReadBatch
 	}
+	if c.ResolveTimeout == 0 {
+		c.ResolveTimeout = DefaultResolveTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	switch {
+	case c.ResolveTimeout < 0:
+		return fmt.Errorf("pod: ResolveTimeout %v is negative", c.ResolveTimeout)
 	case c.HandshakeTimeout < 0:
 		return fmt.Errorf("pod: HandshakeTimeout %v is negative", c.HandshakeTimeout)
 	case c.IdleTimeout < 0:
@@ -150,6 +163,7 @@ type Endpoint struct {
 
 	local   atomic.Pointer[wire.Key]
 	control atomic.Pointer[func(wire.Frame)]
+	sig     signalling // the announcement protocol and RESOLVE (announce.go)
 
 	mu       sync.RWMutex
 	closed   bool
@@ -254,7 +268,7 @@ func (e *Endpoint) SendControl(signal, msgType uint8, body []byte) error {
 	}
 	return e.SendFrame(wire.Header{
 		Type:      wire.TypeControl,
-		HopLimit:  wire.DefaultHopLimit,
+		HopLimit:  1, // link-local: the first switch punts it to its agent
 		NextProto: wire.ProtoControl,
 		Src:       src,
 	}, payload)
@@ -381,7 +395,9 @@ func (e *Endpoint) FailDials(serviceKey wire.Key, err error) int {
 
 // Close stops the Endpoint: pending dials fail, QUIC connections are closed
 // (CONNECTION_CLOSE to their peers), PacketConns return net.ErrClosed, the
-// port is closed and the reader is waited for.
+// registration, if any, is withdrawn (waiting up to
+// AnnounceConfig.WithdrawTimeout for the SG's confirmation), the port is
+// closed and the reader is waited for.
 func (e *Endpoint) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -421,6 +437,9 @@ func (e *Endpoint) Close() error {
 	for _, c := range pcs {
 		_ = c.Close()
 	}
+	// After the connections (their CONNECTION_CLOSEs still go out from the
+	// instance key), before the link: the WITHDRAW needs both directions.
+	e.sig.shutdown()
 	close(e.done)
 	err := e.port.Close()
 	e.wg.Wait()

@@ -250,6 +250,10 @@ type pendingDial struct {
 // connection then stays pinned. It fails after Config.HandshakeTimeout
 // (ErrHandshakeTimeout), at once on FailDials (ErrNoRoute), and with a
 // message naming the prefix when the server's certificate does not own it.
+// While the Endpoint is registered (Announce), it first asks the SG for a
+// route (Resolve) and fails at once with a *NoRouteError (ErrNoRoute) when
+// there is none; an SG that does not answer in Config.ResolveTimeout is
+// dialed through anyway.
 func (e *Endpoint) Dial(ctx context.Context, name string) (*Conn, error) {
 	n, err := wire.ParseName(name)
 	if err != nil {
@@ -259,7 +263,10 @@ func (e *Endpoint) Dial(ctx context.Context, name string) (*Conn, error) {
 		return nil, fmt.Errorf("pod: dial %s: %w", n, ErrNoCertificate)
 	}
 	e.stats.add(cntDials, 1)
-	c, err := e.dial(ctx, n)
+	var c *Conn
+	if err = e.checkRoute(ctx, n); err == nil {
+		c, err = e.dial(ctx, n)
+	}
 	if err != nil {
 		e.stats.add(cntDialErrors, 1)
 		return nil, err
