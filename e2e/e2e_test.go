@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +20,7 @@ import (
 
 	echopb "github.com/dmsc-mesh/dmsc/api/echo"
 	"github.com/dmsc-mesh/dmsc/controller"
+	"github.com/dmsc-mesh/dmsc/examples"
 	"github.com/dmsc-mesh/dmsc/examples/echo"
 	"github.com/dmsc-mesh/dmsc/pod"
 	"github.com/dmsc-mesh/dmsc/topo"
@@ -29,8 +28,7 @@ import (
 
 func fig2(t *testing.T) *topo.Topology {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	tp, err := topo.Load(filepath.Join(filepath.Dir(file), "..", "examples", "fig2.yaml"))
+	tp, err := topo.Parse(examples.Fig2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,10 +99,11 @@ func serveEcho(t *testing.T, l *topo.Lab, node, prefix string, port uint16) (*po
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ep, reg, err := l.StartPod(ctx, node, prefix, topo.PodOptions{Port: port})
+	p, err := l.StartPod(ctx, node, prefix, topo.PodOptions{Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ep, reg := p.Endpoint, p.Registration
 	lis, err := pod.ListenGRPC(ep)
 	if err != nil {
 		t.Fatal(err)
@@ -132,11 +131,11 @@ func client(t *testing.T, l *topo.Lab, node, prefix string) *pod.Endpoint {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ep, _, err := l.StartPod(ctx, node, prefix, topo.PodOptions{})
+	p, err := l.StartPod(ctx, node, prefix, topo.PodOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ep
+	return p.Endpoint
 }
 
 // dialEcho dials /echo from ep, retrying while the fabric learns the new

@@ -121,12 +121,20 @@ type PodOptions struct {
 	Announce pod.AnnounceConfig
 }
 
+// Pod is a pod StartPod started.
+type Pod struct {
+	Endpoint     *pod.Endpoint
+	Registration *pod.Registration
+	Node         string
+	Port         uint16
+}
+
 // StartPod attaches a pod to node with a certificate for prefix and
 // registers it. Close closes the pods StartPod made.
-func (l *Lab) StartPod(ctx context.Context, node, prefix string, opts PodOptions) (*pod.Endpoint, *pod.Registration, error) {
+func (l *Lab) StartPod(ctx context.Context, node, prefix string, opts PodOptions) (*Pod, error) {
 	s, ok := l.Fabric.Switches[node]
 	if !ok {
-		return nil, nil, fmt.Errorf("topo: no node %q", node)
+		return nil, fmt.Errorf("topo: no node %q", node)
 	}
 	port := opts.Port
 	if port == 0 {
@@ -140,16 +148,16 @@ func (l *Lab) StartPod(ctx context.Context, node, prefix string, opts PodOptions
 		}
 		l.mu.Unlock()
 		if port == 0 {
-			return nil, nil, fmt.Errorf("topo: %s has no free pod port (pod_ports %v)", node, s.Node.PodPorts)
+			return nil, fmt.Errorf("topo: %s has no free pod port (pod_ports %v)", node, s.Node.PodPorts)
 		}
 	}
 	is, err := l.Domain.IssuePod(prefix)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	link, err := l.Fabric.AttachPod(node, port)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cfg := opts.Endpoint
 	cfg.Port = link
@@ -161,17 +169,17 @@ func (l *Lab) StartPod(ctx context.Context, node, prefix string, opts PodOptions
 	ep, err := pod.NewEndpoint(cfg)
 	if err != nil {
 		link.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	reg, err := ep.Announce(ctx, opts.Announce)
 	if err != nil {
 		ep.Close()
-		return nil, nil, fmt.Errorf("topo: pod %s at %s:%d: %w", prefix, node, port, err)
+		return nil, fmt.Errorf("topo: pod %s at %s:%d: %w", prefix, node, port, err)
 	}
 	l.mu.Lock()
 	l.pods = append(l.pods, ep)
 	l.mu.Unlock()
-	return ep, reg, nil
+	return &Pod{Endpoint: ep, Registration: reg, Node: node, Port: port}, nil
 }
 
 // SCSCTLS is a client TLS configuration for an SCSC node of the domain,

@@ -36,6 +36,10 @@ Every verb logs with log/slog to standard error; --log-format json suits collect
 		newCACommand(g),
 		newSPACommand(g),
 		newShowCommand(g),
+		newDemoCommand(g),
+		newSCSCCommand(g),
+		newAgentCommand(g),
+		newPodCommand(g),
 	)
 	return root
 }
