@@ -351,6 +351,14 @@ func (a *Agent) connect(ctx context.Context) (*loopState, error) {
 		a.log.Info("pipeline pushed", "switch", a.cfg.Switch)
 	}
 	w.setPortRoles(roles)
+	// The loop learns when the switch took a generation: SG answers wait
+	// for their src_guard and delivery entries to be on the switch.
+	w.onApplied = func(uint64) {
+		select {
+		case a.events <- func() {}:
+		default: // the loop is busy anyway; its next step sees it
+		}
+	}
 	if a.cfg.Role == RoleSG {
 		l.sg = a.newSGState()
 	}

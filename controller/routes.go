@@ -47,8 +47,7 @@ func (a *Agent) runSPF(now time.Duration) {
 	}
 	a.trackServices(added, removed)
 	if len(changes) > 0 {
-		l.routesGen++
-		l.w.submitRoutes(changes, l.routesGen)
+		l.routesGen = l.w.submitRoutes(changes)
 		a.publishRoutes(changes)
 	}
 	if comp.Diff.Len() > 0 {
@@ -136,8 +135,7 @@ func (a *Agent) reprogram(prefixes ...spf.Prefix) {
 		}
 	}
 	if len(changes) > 0 {
-		l.routesGen++
-		l.w.submitRoutes(changes, l.routesGen)
+		l.routesGen = l.w.submitRoutes(changes)
 		a.publishRoutes(changes)
 	}
 }

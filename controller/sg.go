@@ -101,6 +101,7 @@ type sgState struct {
 	stopWork  context.CancelFunc
 	nextRenew time.Duration
 	counters  SGCounters
+	accepts   []pendingAccept
 }
 
 // SGCounters count what the SG did with pod signalling.
@@ -363,10 +364,44 @@ func (a *Agent) podDecided(pp *podPort, p *pendingAnnounce, resp *spapb.Authoriz
 		a.podReject(pp, p.mac, p.prefix, wire.ReasonSPAUnavailable, s.cfg.RetryAfter, "SPA allowed without an instance id")
 	default:
 		inst := a.addInstance(pp, p, resp.GetInstanceId(), resp.GetLease().AsDuration())
-		s.counters.Accepts++
-		a.podSend(pp, p.mac, wire.PodAccept, wire.Accept{Prefix: p.prefix, Instance: inst.key,
-			Keepalive: s.cfg.Keepalive, Hold: s.cfg.Hold, Lease: inst.lease})
+		// The ACCEPT goes once the switch holds the pod's src_guard entry
+		// and its delivery: a pod sends as soon as it is accepted, and its
+		// first frames must not be dropped.
+		_, gen, _, _ := a.loop.w.status()
+		s.accepts = append(s.accepts, pendingAccept{gen: gen, port: pp, mac: p.mac,
+			msg: wire.Accept{Prefix: p.prefix, Instance: inst.key, Keepalive: s.cfg.Keepalive, Hold: s.cfg.Hold, Lease: inst.lease}})
+		a.sendAccepts()
 	}
+}
+
+// pendingAccept is an ACCEPT waiting for the switch to take generation gen.
+type pendingAccept struct {
+	gen  uint64
+	port *podPort
+	mac  [6]byte
+	msg  wire.Accept
+}
+
+// sendAccepts sends the ACCEPTs whose entries are on the switch.
+func (a *Agent) sendAccepts() {
+	s := a.loop.sg
+	if len(s.accepts) == 0 {
+		return
+	}
+	applied := a.loop.w.appliedGen()
+	kept := s.accepts[:0]
+	for _, pa := range s.accepts {
+		if pa.gen > applied {
+			kept = append(kept, pa)
+			continue
+		}
+		if s.byKey[pa.msg.Instance] == nil {
+			continue // withdrawn meanwhile
+		}
+		s.counters.Accepts++
+		a.podSend(pa.port, pa.mac, wire.PodAccept, pa.msg)
+	}
+	s.accepts = kept
 }
 
 // addInstance registers an allowed instance: src_guard, local delivery, and
@@ -487,6 +522,7 @@ func (a *Agent) resolve(dst wire.Key) (bool, uint32) {
 // sgStep expires silent pods and stale challenges, and renews leases.
 func (a *Agent) sgStep(now time.Duration) {
 	s := a.loop.sg
+	a.sendAccepts()
 	for _, pp := range s.ports {
 		for prefix, p := range pp.pending {
 			if !p.asking && now-p.issued > s.cfg.ChallengeTTL {

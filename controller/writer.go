@@ -43,8 +43,11 @@ type writer struct {
 	holding bool   // warm restart: keep what the switch had
 	wake    chan struct{}
 	applied uint64 // generation on the switch
-	writes  uint64
-	failing error // the last write error, until a write succeeds
+	// onApplied, if set, is told each generation the switch took (the
+	// agent wakes its loop with it).
+	onApplied func(gen uint64)
+	writes    uint64
+	failing   error // the last write error, until a write succeeds
 
 	// Owned by run.
 	prog          *fib.Programmer
@@ -139,13 +142,17 @@ func (w *writer) kick() {
 	}
 }
 
-// submitRoutes queues FIB changes (nil: remove) of generation gen.
-func (w *writer) submitRoutes(changes map[spf.Prefix]*fib.Route, gen uint64) {
+// submitRoutes queues FIB changes (nil: remove) and returns their
+// generation: every submission counts one, and status reports the newest
+// generation on the switch.
+func (w *writer) submitRoutes(changes map[spf.Prefix]*fib.Route) uint64 {
 	w.mu.Lock()
 	maps.Copy(w.pending, changes)
-	w.gen = gen
+	w.gen++
+	gen := w.gen
 	w.mu.Unlock()
 	w.kick()
+	return gen
 }
 
 // release ends a warm restart's hold: routes the switch kept that the agent
@@ -157,23 +164,37 @@ func (w *writer) release() {
 	w.kick()
 }
 
-func (w *writer) setPortRoles(roles map[uint16]int) {
+func (w *writer) setPortRoles(roles map[uint16]int) uint64 {
 	w.mu.Lock()
 	w.roles = maps.Clone(roles)
+	w.gen++
+	gen := w.gen
 	w.mu.Unlock()
 	w.kick()
+	return gen
 }
 
-// setGuard allows (or stops allowing) a pod port to send from key.
-func (w *writer) setGuard(port uint16, key wire.Key, allow bool) {
+// setGuard allows (or stops allowing) a pod port to send from key, and
+// returns the generation that carries it.
+func (w *writer) setGuard(port uint16, key wire.Key, allow bool) uint64 {
 	w.mu.Lock()
 	if allow {
 		w.guards[guardKey{port, key}] = true
 	} else {
 		delete(w.guards, guardKey{port, key})
 	}
+	w.gen++
+	gen := w.gen
 	w.mu.Unlock()
 	w.kick()
+	return gen
+}
+
+// appliedGen is the newest generation on the switch.
+func (w *writer) appliedGen() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.applied
 }
 
 // status reports the generation on the switch, the number of Writes done,
@@ -286,6 +307,9 @@ func (w *writer) sync(ctx context.Context) error {
 	w.writes += uint64(n)
 	w.failing = nil
 	w.mu.Unlock()
+	if w.onApplied != nil {
+		w.onApplied(gen)
+	}
 	return nil
 }
 
