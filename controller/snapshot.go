@@ -28,6 +28,10 @@ type Snapshot struct {
 	FIBWrites                 uint64
 	Warm                      bool
 	Counters                  Counters
+	// Policies are the SCSC policies the agent holds.
+	Policies []PolicyInfo
+	// SG is the SG's pod signalling counters (zero for an SR).
+	SG SGCounters
 }
 
 // NeighborInfo is one fabric port's adjacency.
@@ -69,6 +73,10 @@ func (a *Agent) Snapshot(ctx context.Context) (Snapshot, error) {
 		s.Counters = l.counters
 		s.Counters.Dropped = maps.Clone(l.counters.Dropped)
 		s.FIBApplied, s.FIBGeneration, s.FIBWrites, s.FIBError = l.w.status()
+		s.Policies = a.policyInfos()
+		if l.sg != nil {
+			s.SG = l.sg.counters
+		}
 	})
 	return s, err
 }

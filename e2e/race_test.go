@@ -1,0 +1,7 @@
+//go:build race
+
+package e2e
+
+// raceEnabled: the race detector slows the fabric's hundreds of goroutines
+// several times over; timing bounds stretch under it.
+const raceEnabled = true
