@@ -19,7 +19,7 @@ import (
 func newPodCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pod",
-		Short: "Act as a pod on an SG port: announce a service prefix",
+		Short: "Act as a pod on an SG port: announce a service prefix, serve a service, call one by name",
 		Long: `pod attaches to the port of a Service Gateway the way the pod SDK (package pod)
 does, for scripts, tests and debugging. The link is a UDP tunnel to a software
 switch port (udp:LOCAL,PEER) or a Linux interface (iface:NAME); the pod proves
@@ -27,7 +27,7 @@ its identity with a pod certificate of the domain CA (dmsc ca issue pod).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newPodAnnounceCommand(g))
+	cmd.AddCommand(newPodAnnounceCommand(g), newPodServeCommand(g), newPodCallCommand(g))
 	return cmd
 }
 
