@@ -3,5 +3,5 @@
 package e2e
 
 // raceEnabled: the race detector slows the fabric's hundreds of goroutines
-// several times over; timing bounds stretch under it.
+// several times over: tests of timing skip under it.
 const raceEnabled = true

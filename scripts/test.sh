@@ -18,11 +18,11 @@ $GO vet ./...
 echo "== go test -race"
 $GO test -race -count=1 -timeout 12m ./...
 
-# The demo makes timing claims (a link cut survived, a QoS event rerouted
-# faster than the impaired path) that the race detector's slowdown would
-# make meaningless; it runs here as users run it.
-echo "== the demo, without the race detector"
-$GO test -count=1 -timeout 5m -run '^TestDemo$' ./demo
+# The demo and the QoS test make timing claims (a link cut survived, a QoS
+# event rerouted within a bound) that the race detector's slowdown would make
+# meaningless; they skip under -race and run here as users run them.
+echo "== timing tests, without the race detector"
+$GO test -count=1 -timeout 5m -run '^(TestDemo|TestQoSRerouteBySCSC)$' ./demo ./e2e
 
 # Each fuzz target runs briefly on top of its seed corpus; long runs are for
 # developers (go test -fuzz=Name -fuzztime=10m ./pkg).
