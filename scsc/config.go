@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/dmsc-mesh/dmsc/internal/units"
 	"github.com/dmsc-mesh/dmsc/wire"
 )
 
@@ -601,7 +602,7 @@ func (p parser) thresholds(v *yaml.Node, path string, th *Thresholds, extra fiel
 			if v.Kind != yaml.ScalarNode {
 				return p.e(v, f, "want a rate such as 100mbit, got %s", describe(v))
 			}
-			r, err := ParseRate(v.Value)
+			r, err := units.ParseRate(v.Value)
 			if err != nil {
 				return p.e(v, f, "%v", err)
 			}
@@ -705,26 +706,6 @@ func (p parser) fraction(v *yaml.Node, field string) (float64, error) {
 		return 0, p.e(v, field, "%s is not from 0 to 1", v.Value)
 	}
 	return x, nil
-}
-
-// ParseRate reads a rate such as "100mbit", "10gbit", "500kbit", "1e9" or
-// "1e9bit" (bits per second).
-func ParseRate(s string) (uint64, error) {
-	num, mult := strings.ToLower(strings.TrimSpace(s)), 1.0
-	for _, u := range []struct {
-		suffix string
-		mult   float64
-	}{{"tbit", 1e12}, {"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}} {
-		if t, ok := strings.CutSuffix(num, u.suffix); ok {
-			num, mult = strings.TrimSpace(t), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || math.IsNaN(v) || v < 0 || v*mult >= math.MaxUint64/2 {
-		return 0, fmt.Errorf("%q is not a rate such as 100mbit or 10gbit", s)
-	}
-	return uint64(v * mult), nil
 }
 
 func pathOr(p string) string {

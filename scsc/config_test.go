@@ -116,19 +116,6 @@ func TestParseConfigNoThresholds(t *testing.T) {
 	}
 }
 
-func TestParseRate(t *testing.T) {
-	for in, want := range map[string]uint64{"100mbit": 100e6, "10gbit": 10e9, "1.5Gbit": 1.5e9, "500kbit": 500e3, "1e9": 1e9, "0": 0, "64bit": 64} {
-		if got, err := ParseRate(in); err != nil || got != want {
-			t.Errorf("ParseRate(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "fast", "-1mbit", "NaNmbit", "1e30gbit"} {
-		if _, err := ParseRate(in); err == nil {
-			t.Errorf("ParseRate(%q) accepted", in)
-		}
-	}
-}
-
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(goodConfig))
 	f.Add([]byte("id: x\nagents: [{name: a, addr: 'h:1'}]\nservices: [{name: /a, max_loss: 50%}]\n"))

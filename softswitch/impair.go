@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dmsc-mesh/dmsc/internal/units"
 )
 
 // Impairment is what a port's egress link does to the frames sent on it, in
@@ -84,16 +86,6 @@ func (im Impairment) Validate() error {
 	return errors.Join(errs...)
 }
 
-// rateUnits are tc's: "bit" multiples are bits per second, "bps" multiples
-// are bytes per second (so "100mbit" is 100 Mbit/s and "100mbps" 800 Mbit/s).
-var rateUnits = []struct {
-	suffix string
-	mult   uint64
-}{
-	{"tbit", 1e12}, {"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1},
-	{"tbps", 8e12}, {"gbps", 8e9}, {"mbps", 8e6}, {"kbps", 8e3}, {"bps", 8},
-}
-
 // ParseImpairment reads "delay=5ms,jitter=1ms,loss=0.01,rate=100mbit,queue=1000".
 // Every key is optional; "" and "none" are a perfect link. Durations take Go
 // units (ms, us, s); loss is a fraction or a percentage ("1%"); rate is bits
@@ -147,7 +139,7 @@ func ParseImpairment(s string) (Impairment, error) {
 			}
 			im.Loss = f
 		case "rate":
-			r, err := parseRate(v)
+			r, err := units.ParsePositiveRate(v)
 			if err != nil {
 				return bad(err)
 			}
@@ -163,26 +155,6 @@ func ParseImpairment(s string) (Impairment, error) {
 		}
 	}
 	return im, nil
-}
-
-func parseRate(v string) (uint64, error) {
-	lv := strings.ToLower(v)
-	num, mult := lv, uint64(1)
-	for _, u := range rateUnits {
-		if strings.HasSuffix(lv, u.suffix) {
-			num, mult = strings.TrimSuffix(lv, u.suffix), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f <= 0 {
-		return 0, errors.New("want a positive rate such as 100mbit, 1gbit or 500kbit")
-	}
-	r := f * float64(mult)
-	if r < 1 || r > 1e15 {
-		return 0, errors.New("rate out of range")
-	}
-	return uint64(r), nil
 }
 
 // impairer is the egress link of one impaired port: a FIFO of frames with

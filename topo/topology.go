@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/dmsc-mesh/dmsc/internal/units"
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/wire"
 )
@@ -193,7 +194,7 @@ func Parse(b []byte) (*Topology, error) {
 			return nil, fail(path+".endpoints", "a link from %s to itself", l.A.Node)
 		}
 		if fl.Capacity != "" {
-			c, err := ParseRate(fl.Capacity)
+			c, err := units.ParsePositiveRate(fl.Capacity)
 			if err != nil {
 				return nil, fail(path+".capacity", "%v", err)
 			}
@@ -221,26 +222,6 @@ func parseEndpoint(s string) (Endpoint, error) {
 		return Endpoint{}, fmt.Errorf("%q: port %q must be a number from 1 to 509, not %d", s, portStr, p4.CPUPort)
 	}
 	return Endpoint{Node: node, Port: uint16(port)}, nil
-}
-
-// ParseRate reads a rate like "10gbit", "100mbit", "1000kbit", "1e9" (bits/s).
-func ParseRate(s string) (uint64, error) {
-	units := []struct {
-		suffix string
-		mult   float64
-	}{{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}}
-	num, mult := strings.ToLower(strings.TrimSpace(s)), 1.0
-	for _, u := range units {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSuffix(num, u.suffix), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v <= 0 {
-		return 0, fmt.Errorf("%q is not a rate like 10gbit or 100mbit", s)
-	}
-	return uint64(v * mult), nil
 }
 
 // Ports lists a node's link ports in order.

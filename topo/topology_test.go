@@ -69,19 +69,6 @@ links:
 	}
 }
 
-func TestParseRate(t *testing.T) {
-	for in, want := range map[string]uint64{"10gbit": 10e9, "100mbit": 100e6, "1.5kbit": 1500, "42": 42, "7bit": 7} {
-		if got, err := ParseRate(in); err != nil || got != want {
-			t.Errorf("ParseRate(%q) = %d, %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "0", "-1mbit", "gbit", "ten"} {
-		if _, err := ParseRate(bad); err == nil {
-			t.Errorf("ParseRate(%q) accepted", bad)
-		}
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("nodes:\n  a: {role: sg}\n  b: {role: sr}\nlinks:\n  - endpoints: [\"a:1\", \"b:1\"]\n    delay: 1ms\n"))
 	f.Add([]byte("nodes: {}\n"))

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dmsc-mesh/dmsc/controller"
+	"github.com/dmsc-mesh/dmsc/internal/units"
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/p4rt"
 	"github.com/dmsc-mesh/dmsc/softswitch"
@@ -335,16 +336,12 @@ func (p *parser) rate(dst *uint64) func(string, *yaml.Node) {
 		bad := func() {
 			p.errf(v.Line, path, "%q: want a rate such as 10gbit, 100mbit or 500kbit (bits per second; bps, kbps, mbps, gbps are bytes per second)", s)
 		}
-		if strings.ContainsAny(s, ",=") {
+		r, err := units.ParsePositiveRate(s)
+		if err != nil {
 			bad()
 			return
 		}
-		im, err := softswitch.ParseImpairment("rate=" + s)
-		if err != nil || im.Rate == 0 {
-			bad()
-			return
-		}
-		*dst = im.Rate
+		*dst = r
 	}
 }
 
