@@ -40,6 +40,7 @@ Every verb logs with log/slog to standard error; --log-format json suits collect
 		newSCSCCommand(g),
 		newAgentCommand(g),
 		newPodCommand(g),
+		newTopoCommand(g),
 	)
 	return root
 }
