@@ -199,6 +199,7 @@ type scratch struct {
 type puntRef struct {
 	idx    int
 	reason uint8
+	raw    bool // sent to the CPU port without a packet_in header
 }
 
 func newScratch(now func() time.Time, batch int) *scratch {
@@ -225,6 +226,11 @@ func (s *Switch) processBatch(sn *snapshot, in uint16, ms []Message, sc *scratch
 			p := v.port
 			if p == dropPort {
 				pipe.drops[dropPortDown].add(1, ilen)
+				continue
+			}
+			if p == p4.CPUPort {
+				// With the punts, in arrival order, as BMv2 does.
+				sc.punts = append(sc.punts, puntRef{idx: i, raw: true})
 				continue
 			}
 			if len(sc.out[p]) == 0 {
@@ -261,6 +267,10 @@ func (s *Switch) processBatch(sn *snapshot, in uint16, ms []Message, sc *scratch
 		for _, pr := range sc.punts {
 			m := &ms[pr.idx]
 			pipe.portTx[p4.CPUPort].add(1, uint64(m.N))
+			if pr.raw {
+				s.toCPURaw(pipe, m.Buf[:m.N], false)
+				continue
+			}
 			s.punt(pipe, in, uint16(pr.reason), m.Buf[:m.N], false)
 		}
 		sc.punts = sc.punts[:0]

@@ -573,6 +573,51 @@ func TestPacketOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.expect(4)
+	// To v1model's drop port: dropped as port_down, counted without the
+	// packet_out header (as BMv2 counts it; bmv2-tests checks).
+	if err := r.sw.PacketOut(&p4v1.PacketOut{Payload: raw, Metadata: r.poutMeta(dropPort, p4.OutDirect)}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitDrop(dropPortDown, 1)
+	if _, by := r.sw.DropCount(dropPortDown); by != uint64(len(raw)) {
+		t.Errorf("drop-port packet-out counted %d bytes, want %d", by, len(raw))
+	}
+}
+
+// TestCPUPortOrder: frames a route sends to the CPU port and frames punted
+// reach the controller in the order they arrived, within one batch too (as
+// BMv2 keeps them).
+func TestCPUPortOrder(t *testing.T) {
+	r := newRig(t, testPorts)
+	fabric(r)
+	r.apply(ins(
+		r.nhMember(255, p4.CPUPort, mac(255)),
+		r.selMember(p4.TableNexthop, 255, 255),
+		r.fib(32, key(h1, 0, 0, 0), p4.ActionSetNexthopGroup, 255),
+	))
+	var batch []Message
+	for i := range 6 {
+		f := frameSpec{hop: 9, dst: key(h1, 1, 1, uint32(i)), src: kOther}
+		if i%2 == 0 {
+			f.typ = typeControl
+		}
+		b := f.bytes()
+		batch = append(batch, Message{Buf: b, N: len(b)})
+	}
+	if n, err := r.peers[2].WriteBatch(batch); err != nil || n != len(batch) {
+		t.Fatalf("WriteBatch: %d, %v", n, err)
+	}
+	for i := range 6 {
+		payload := r.packetIn().Payload
+		if i%2 == 1 {
+			// Sent to the CPU port without a packet_in header: its first four
+			// bytes were read as that header (toCPURaw).
+			payload = append(make([]byte, 4), payload...)
+		}
+		if got := dstOf(payload); got != key(h1, 1, 1, uint32(i)) {
+			t.Fatalf("packet-in %d is the frame to %v, want the frame to %v", i, got, key(h1, 1, 1, uint32(i)))
+		}
+	}
 }
 
 func TestPortDown(t *testing.T) {

@@ -354,7 +354,7 @@ func (s *Switch) PacketOut(pkt *p4v1.PacketOut) error {
 		s.punt(pipe, p4.CPUPort, uint16(v.reason), frame, true)
 	case vOut:
 		if v.port == dropPort {
-			pipe.drops[dropPortDown].add(1, ilen)
+			pipe.drops[dropPortDown].add(1, uint64(len(frame)))
 			return nil
 		}
 		pipe.portTx[v.port].add(1, ilen)

@@ -42,6 +42,11 @@ func Recover(s *p4info.Schema, entities []*p4v1.Entity) (*Programmer, error) {
 			if !local && m.ActionProfileId != nexthopProfile.Preamble.Id {
 				continue
 			}
+			if _, seen := memberByID[[2]uint32{m.ActionProfileId, m.MemberId}]; seen {
+				// PI (BMv2) lists a member once per unit of its
+				// largest weight: the same member, not another.
+				continue
+			}
 			hop, err := hopOf(s, m.GetAction())
 			if err != nil {
 				return nil, fmt.Errorf("fib: recover member %d: %w", m.MemberId, err)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+
 	"github.com/dmsc-mesh/dmsc/controller/fib"
 	"github.com/dmsc-mesh/dmsc/internal/switchtest"
 	"github.com/dmsc-mesh/dmsc/p4"
@@ -182,5 +184,44 @@ func TestRecoverFromSwitch(t *testing.T) {
 	apply(t, c, q, routes)
 	if got := spread(t, ts, wire.KeyOf(wire.MustParseName("/shop/cart")), 8); got[1] != 8 {
 		t.Fatalf("after the change: %v, want all on port 1", got)
+	}
+}
+
+// TestRecoverRepeatedMembers: PI (BMv2's P4Runtime server) lists a member
+// once per unit of its largest weight in a wildcard read. The repeats are
+// the same member, not debris: a recovered programmer plans nothing.
+func TestRecoverRepeatedMembers(t *testing.T) {
+	ts := switchtest.Start(t, 2)
+	c := switchtest.Primary(t, ts)
+	s := c.Schema()
+	switchtest.FabricPorts(t, c, 1, 2)
+	p := fib.New(s)
+	routes := fib.Routes{
+		spf.Prefix{Key: wire.KeyOf(wire.MustParseName("/shop")), Len: 32}: {Kind: fib.Forward,
+			Hops: []fib.Hop{{Port: 1, DMAC: 0xa, Weight: 1}, {Port: 2, DMAC: 0xb, Weight: 3}}},
+	}
+	apply(t, c, p, routes)
+	read, err := c.Read(context.Background(), p4rt.AllTableEntries(), p4rt.Members(0), p4rt.Groups(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read back as PI would: every member three times.
+	var asPI []*p4v1.Entity
+	for _, e := range read {
+		asPI = append(asPI, e)
+		if e.GetActionProfileMember() != nil {
+			asPI = append(asPI, e, e)
+		}
+	}
+	q, err := fib.Recover(s, asPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := q.Plan(routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Len() != 0 {
+		t.Fatalf("plan after recovering repeated members: %v", plan.Phases)
 	}
 }
