@@ -210,6 +210,19 @@ func idStrings(ids []spf.NodeID) []string {
 	return out
 }
 
+// TestUnixSocketSwitch: BMv2 in a network namespace of its own is reached
+// through a Unix socket.
+func TestUnixSocketSwitch(t *testing.T) {
+	k := newPKI(t)
+	f, err := k.load(t, strings.Replace(Example, "p4rt: 127.0.0.1:9559", "p4rt: unix:///run/dmsc/sw1.sock", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Switch.P4RT != "unix:///run/dmsc/sw1.sock" {
+		t.Errorf("p4rt %q", f.Switch.P4RT)
+	}
+}
+
 func TestLoadEmbeddedAndDefaults(t *testing.T) {
 	k := newPKI(t)
 	if _, err := k.load(t, ExampleEmbedded); err != nil {
@@ -363,6 +376,7 @@ func TestBadFiles(t *testing.T) {
 		{"field given twice", sg("role: sg ", "role: sg\nrole: sg "), 3, "role", "given twice (first at line 2)"},
 		{"device id 0", sg("device_id: 1", "device_id: 0"), 5, "switch.device_id", "want a whole number of at least 1"},
 		{"bad p4rt address", sg("p4rt: 127.0.0.1:9559", "p4rt: 127.0.0.1"), 4, "switch.p4rt", "want host:port"},
+		{"relative unix socket", sg("p4rt: 127.0.0.1:9559", "p4rt: unix://run/sw1.sock"), 4, "switch.p4rt", "absolute path"},
 		{"hold not above keepalive", sg("  hold: 3s\n", "  hold: 1s\n"), 22, "sg.hold", "must exceed the keepalive interval"},
 		{"sg without spa", sg("  spa: 127.0.0.1:7443        # SPA address; the SG authenticates with its node certificate\n", ""), 19, "sg.spa", "missing"},
 		{"bad probe target", sg("targets: [/shop/cart]", "targets: [shop/cart]"), 30, "probe.targets[0]", `must start with "/"`},

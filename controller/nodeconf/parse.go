@@ -378,11 +378,18 @@ func (p *parser) readSwitch(path string, v *yaml.Node) {
 	s := &p.f.Switch
 	seen := p.mapping(v, path, "p4rt, device_id, election_id, pipeline", []field{
 		{"p4rt", func(path string, v *yaml.Node) {
-			a, ok := p.scalar(path, v, `the switch's P4Runtime address host:port, or "embedded"`)
+			a, ok := p.scalar(path, v, `the switch's P4Runtime address host:port, unix:///path, or "embedded"`)
 			if !ok {
 				return
 			}
-			if a != Embedded {
+			if sock, isUnix := strings.CutPrefix(a, "unix://"); isUnix {
+				// A Unix socket reaches a switch in another network
+				// namespace (simple_switch_grpc --grpc-server-addr unix://...).
+				if !filepath.IsAbs(sock) {
+					p.errf(v.Line, path, "%q: a Unix socket address is unix:// and an absolute path", a)
+					return
+				}
+			} else if a != Embedded {
 				if err := checkAddr(a, false); err != nil {
 					p.errf(v.Line, path, "%q: %v (or \"embedded\" for an in-process software switch)", a, err)
 					return
