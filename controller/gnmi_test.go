@@ -200,8 +200,9 @@ func TestPolicies(t *testing.T) {
 	if st["/dmsc/policies/policy[id=p1]/state/applied"] != true {
 		t.Errorf("policy state at sr1: %v", st)
 	}
-	eventually(t, time.Second, func() error {
-		r := snapshot(t, f, "sr1").FIB[svc]
+	eventually(t, 2*time.Second, func() error {
+		// On the switch, read back, not only in the agent's mind.
+		r := readFIB(t, f, "sr1")[svc]
 		if len(r.Hops) != 1 || r.Hops[0].Port != 3 {
 			return fmt.Errorf("sr1 → /shop/cart %v, want port 3 (sr2)", r)
 		}

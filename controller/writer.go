@@ -56,6 +56,9 @@ type writer struct {
 	haveGuards    map[guardKey]bool
 	kept          fib.Routes // what the warm restart found
 	needsReadBack bool
+	// fullNext: the next sync plans the whole FIB (the first one, which
+	// reconciles with what the switch holds).
+	fullNext bool
 }
 
 // newWriter starts from what the switch holds (nothing after a pipeline
@@ -76,6 +79,7 @@ func newWriter(c *p4rt.Client, s *p4info.Schema, found []*p4v1.Entity, log *slog
 	if err := w.adopt(found); err != nil {
 		return nil, err
 	}
+	w.fullNext = true
 	if len(found) > 0 {
 		w.holding = true
 		w.kept = w.prog.Routes()
@@ -256,6 +260,7 @@ func (w *writer) sync(ctx context.Context) error {
 			w.desired[p] = *r
 		}
 	}
+	full := w.needsReadBack || w.fullNext
 	if w.needsReadBack {
 		found, err := w.client.Read(ctx, p4rt.AllTableEntries(), p4rt.Members(0), p4rt.Groups(0))
 		if err != nil {
@@ -266,25 +271,52 @@ func (w *writer) sync(ctx context.Context) error {
 		}
 		w.needsReadBack = false
 	}
-	want := w.desired
-	if holding && len(w.kept) > 0 {
-		// Keep what the switch had where we have nothing better yet.
-		want = maps.Clone(w.desired)
-		for p, r := range w.kept {
-			if _, ok := want[p]; !ok {
-				want[p] = r
-			}
-		}
-	} else {
-		w.kept = nil
-	}
 	adds, dels, err := w.tableUpdates(roles, guards)
 	if err != nil {
 		return err
 	}
-	plan, err := w.prog.Plan(want)
+	var plan *fib.Plan
+	if full {
+		// After a read-back (or at the start) the switch may hold anything:
+		// plan the whole FIB against it.
+		want := w.desired
+		if holding && len(w.kept) > 0 {
+			// Keep what the switch had where we have nothing better yet.
+			want = maps.Clone(w.desired)
+			for p, r := range w.kept {
+				if _, ok := want[p]; !ok {
+					want[p] = r
+				}
+			}
+		}
+		plan, err = w.prog.Plan(want)
+	} else {
+		if holding {
+			// A warm restart's routes stay while the agent relearns.
+			for p, r := range changes {
+				if kr, ok := w.kept[p]; ok && r == nil {
+					changes[p] = &kr
+				}
+			}
+		} else if w.kept != nil {
+			// The hold is over: what the switch kept and the agent does not
+			// want goes now.
+			for p := range w.kept {
+				if _, ok := w.desired[p]; !ok {
+					changes[p] = nil
+				}
+			}
+		}
+		plan, err = w.prog.PlanChanges(changes)
+	}
 	if err != nil {
+		// PlanChanges may have recorded part of it: start over from the
+		// switch.
+		w.needsReadBack = true
 		return err
+	}
+	if !holding {
+		w.kept = nil
 	}
 	phases := [][]*p4v1.Update{adds}
 	phases = append(phases, plan.Phases...)
@@ -301,6 +333,7 @@ func (w *writer) sync(ctx context.Context) error {
 		n++
 	}
 	w.prog.Commit(plan)
+	w.fullNext = false
 	w.haveRoles, w.haveGuards = roles, guards
 	w.mu.Lock()
 	w.applied = gen

@@ -137,9 +137,12 @@ func (p *Plan) Len() int {
 	return n
 }
 
-// Commit records that the switch took every phase of plan.
+// Commit records that the switch took every phase of plan (a Plan's; a
+// PlanChanges plan is recorded already).
 func (p *Programmer) Commit(plan *Plan) {
-	*p = *plan.next
+	if plan.next != nil {
+		*p = *plan.next
+	}
 }
 
 // Routes returns what the programmer believes is installed.
@@ -161,9 +164,48 @@ func (p *Programmer) Routes() Routes {
 
 // Plan computes the updates for desired. It does not change p: Commit the
 // plan once the switch has taken it, or drop it if a write failed (and plan
-// again, after reading the switch back if need be).
+// again, after reading the switch back if need be). Its cost is linear in
+// the routes installed and desired; PlanChanges costs what changed.
 func (p *Programmer) Plan(desired Routes) (*Plan, error) {
 	next := p.clone()
+	changes := make(map[spf.Prefix]*Route, len(desired)+len(next.routes))
+	for pfx := range next.routes {
+		if _, ok := desired[pfx]; !ok {
+			changes[pfx] = nil
+		}
+	}
+	for pfx, r := range desired {
+		changes[pfx] = &r
+	}
+	plan, err := next.plan(changes, true)
+	if err != nil {
+		return nil, err
+	}
+	plan.next = next
+	return plan, nil
+}
+
+// PlanChanges plans the updates for changed routes only (nil: remove the
+// route) and records them in p at once, without the copy Plan makes: its
+// cost is that of the changes, not of the whole FIB. If the switch refuses
+// the plan, or PlanChanges fails, p no longer describes the switch: rebuild
+// it with Recover from a read-back. Commit of its plan does nothing.
+func (p *Programmer) PlanChanges(changes map[spf.Prefix]*Route) (*Plan, error) {
+	for pfx, r := range changes {
+		if r != nil {
+			if err := validate(pfx, *r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p.plan(changes, false)
+}
+
+// plan applies changes to p (the copy, for Plan) and returns the updates
+// that make the switch follow, make-before-break. sweep looks for unused
+// groups and members everywhere (what Recover found unused too), not only
+// among those the changes let go.
+func (p *Programmer) plan(changes map[spf.Prefix]*Route, sweep bool) (*Plan, error) {
 	var (
 		newMembers, newGroups, groupEntries []*p4v1.Update
 		routeAdds, routeDels                []*p4v1.Update
@@ -171,15 +213,33 @@ func (p *Programmer) Plan(desired Routes) (*Plan, error) {
 	)
 	// Deterministic order: tests and logs read better, and BMv2 sees the same
 	// batches for the same input.
-	prefixes := make([]spf.Prefix, 0, len(desired))
-	for pfx := range desired {
+	prefixes := make([]spf.Prefix, 0, len(changes))
+	for pfx := range changes {
 		prefixes = append(prefixes, pfx)
 	}
 	slices.SortFunc(prefixes, spf.Prefix.Compare)
 
+	released := map[*group]bool{} // groups that lost a route
 	for _, pfx := range prefixes {
-		want := desired[pfx]
-		if err := validate(pfx, want); err != nil {
+		want := changes[pfx]
+		have, exists := p.routes[pfx]
+		if want == nil {
+			if !exists {
+				continue
+			}
+			u, err := p.routeUpdate(p4v1.Update_DELETE, pfx, have.kind, have.group)
+			if err != nil {
+				return nil, err
+			}
+			routeDels = append(routeDels, u)
+			if have.group != nil {
+				have.group.refs--
+				released[have.group] = true
+			}
+			delete(p.routes, pfx)
+			continue
+		}
+		if err := validate(pfx, *want); err != nil {
 			return nil, err
 		}
 		var g *group
@@ -187,7 +247,7 @@ func (p *Programmer) Plan(desired Routes) (*Plan, error) {
 			var created []*member
 			var isNew bool
 			var err error
-			g, created, isNew, err = next.groupFor(want)
+			g, created, isNew, err = p.groupFor(*want)
 			if err != nil {
 				return nil, err
 			}
@@ -207,7 +267,6 @@ func (p *Programmer) Plan(desired Routes) (*Plan, error) {
 				groupEntries = append(groupEntries, entry)
 			}
 		}
-		have, exists := next.routes[pfx]
 		if exists && have.kind == want.Kind && have.group == g {
 			continue // unchanged
 		}
@@ -216,47 +275,37 @@ func (p *Programmer) Plan(desired Routes) (*Plan, error) {
 			typ = p4v1.Update_MODIFY
 			if have.group != nil {
 				have.group.refs--
+				released[have.group] = true
 			}
 		}
 		if g != nil {
 			g.refs++
 		}
-		next.routes[pfx] = installed{kind: want.Kind, group: g}
+		p.routes[pfx] = installed{kind: want.Kind, group: g}
 		u, err := p.routeUpdate(typ, pfx, want.Kind, g)
 		if err != nil {
 			return nil, err
 		}
 		routeAdds = append(routeAdds, u)
 	}
-	// Routes no longer wanted.
-	var gone []spf.Prefix
-	for pfx := range next.routes {
-		if _, ok := desired[pfx]; !ok {
-			gone = append(gone, pfx)
-		}
-	}
-	slices.SortFunc(gone, spf.Prefix.Compare)
-	for _, pfx := range gone {
-		have := next.routes[pfx]
-		u, err := p.routeUpdate(p4v1.Update_DELETE, pfx, have.kind, have.group)
-		if err != nil {
-			return nil, err
-		}
-		routeDels = append(routeDels, u)
-		if have.group != nil {
-			have.group.refs--
-		}
-		delete(next.routes, pfx)
-	}
 	// Groups and members nobody uses any more. A group or member made by
 	// this plan is always in use, so these were all installed before.
 	var groups []*group
-	for _, g := range next.groups {
-		if g.refs == 0 {
-			groups = append(groups, g)
+	if sweep {
+		for _, g := range p.groups {
+			if g.refs == 0 {
+				groups = append(groups, g)
+			}
+		}
+	} else {
+		for g := range released {
+			if g.refs == 0 && p.groups[g.key] == g {
+				groups = append(groups, g)
+			}
 		}
 	}
 	slices.SortFunc(groups, func(a, b *group) int { return cmp.Compare(a.id, b.id) })
+	freed := map[*member]bool{}
 	for _, g := range groups {
 		grp, entry, err := p.groupUpdates(p4v1.Update_DELETE, g)
 		if err != nil {
@@ -266,12 +315,23 @@ func (p *Programmer) Plan(desired Routes) (*Plan, error) {
 			oldGroupEntries = append(oldGroupEntries, entry)
 		}
 		oldGroups = append(oldGroups, grp)
-		next.releaseGroup(g)
+		for _, m := range g.members {
+			freed[m] = true
+		}
+		p.releaseGroup(g)
 	}
 	var mems []*member
-	for _, m := range next.members {
-		if m.refs == 0 {
-			mems = append(mems, m)
+	if sweep {
+		for _, m := range p.members {
+			if m.refs == 0 {
+				mems = append(mems, m)
+			}
+		}
+	} else {
+		for m := range freed {
+			if m.refs == 0 && p.members[m.key] == m {
+				mems = append(mems, m)
+			}
 		}
 	}
 	slices.SortFunc(mems, func(a, b *member) int { return cmp.Compare(a.id, b.id) })
@@ -281,10 +341,10 @@ func (p *Programmer) Plan(desired Routes) (*Plan, error) {
 			return nil, err
 		}
 		oldMems = append(oldMems, u)
-		next.releaseMember(m)
+		p.releaseMember(m)
 	}
 
-	plan := &Plan{next: next}
+	plan := &Plan{}
 	for _, ph := range [][]*p4v1.Update{
 		newMembers, newGroups, groupEntries, // make: what new routes point at
 		routeAdds,                           // before: routes switch over

@@ -2,6 +2,8 @@ package fib_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -223,5 +225,71 @@ func TestRecoverRepeatedMembers(t *testing.T) {
 	}
 	if plan.Len() != 0 {
 		t.Fatalf("plan after recovering repeated members: %v", plan.Phases)
+	}
+}
+
+// TestPlanChangesMatchesPlan drives a switch with PlanChanges through random
+// route changes and checks, after each, that the switch holds exactly the
+// routes wanted (read back), and that nothing is left behind: as many
+// groups and members as the routes need.
+func TestPlanChangesMatchesPlan(t *testing.T) {
+	ts := switchtest.Start(t, 4)
+	c := switchtest.Primary(t, ts)
+	s := c.Schema()
+	switchtest.FabricPorts(t, c, 1, 2, 3, 4)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 11))
+	p := fib.New(s)
+	want := fib.Routes{}
+	hopSets := [][]fib.Hop{
+		{{Port: 1, DMAC: 1}}, {{Port: 2, DMAC: 2}}, {{Port: 1, DMAC: 1}, {Port: 2, DMAC: 2}},
+		{{Port: 3, DMAC: 3, Weight: 2}, {Port: 4, DMAC: 4}},
+	}
+	for step := range 60 {
+		changes := map[spf.Prefix]*fib.Route{}
+		for range 1 + rng.IntN(5) {
+			pfx := spf.Prefix{Key: wire.KeyOf(wire.MustParseName(fmt.Sprintf("/s%d", rng.IntN(12)))), Len: 32}
+			if rng.IntN(4) == 0 {
+				changes[pfx] = nil
+				delete(want, pfx)
+				continue
+			}
+			r := fib.Route{Kind: fib.Forward, Hops: hopSets[rng.IntN(len(hopSets))]}
+			if rng.IntN(6) == 0 {
+				r = fib.Route{Kind: fib.ToCPU}
+			}
+			changes[pfx] = &r
+			want[pfx] = r
+		}
+		plan, err := p.PlanChanges(changes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ph := range plan.Phases {
+			if err := c.WriteAtomic(ctx, p4rt.ContinueOnError, ph...); err != nil {
+				t.Fatalf("step %d phase %d: %v", step, i, err)
+			}
+		}
+		p.Commit(plan)
+		read, err := c.Read(ctx, p4rt.AllTableEntries(), p4rt.Members(0), p4rt.Groups(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := fib.Recover(s, read)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := q.Routes(); len(got) != len(want) {
+			t.Fatalf("step %d: the switch holds %d routes, want %d", step, len(got), len(want))
+		}
+		// A full plan from the read-back finds nothing to do: no route
+		// differs and no group or member is left over.
+		full, err := q.Plan(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if full.Len() != 0 {
+			t.Fatalf("step %d: the switch differs from the routes wanted: %v", step, full.Phases)
+		}
 	}
 }
