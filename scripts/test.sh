@@ -45,7 +45,7 @@ $GO test -race -count=1 -timeout 12m ./...
 # event rerouted within a bound) that the race detector's slowdown would make
 # meaningless; they skip under -race and run here as users run them.
 echo "== timing tests, without the race detector"
-$GO test -count=1 -timeout 5m -run '^(TestDemo|TestQoSRerouteBySCSC)$' ./demo ./e2e
+$GO test -count=1 -timeout 5m -run '^(TestDemo|TestQoSRerouteBySCSC|TestOneCycle)$' ./demo ./e2e ./bench/qos
 
 # Each fuzz target runs briefly on top of its seed corpus; long runs are for
 # developers (go test -fuzz=Name -fuzztime=10m ./pkg).
