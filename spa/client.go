@@ -242,6 +242,7 @@ func call[Resp any](ctx context.Context, c *Client, what string, rpc func(contex
 	defer cancel()
 	delay := c.o.initialBackoff
 	var zero Resp
+	var last error // the last error that says why SPA did not answer
 	for attempt := 1; ; attempt++ {
 		actx, acancel := context.WithTimeout(budget, c.o.attemptTimeout)
 		resp, err := rpc(actx)
@@ -257,6 +258,14 @@ func call[Resp any](ctx context.Context, c *Client, what string, rpc func(contex
 			// The caller gave up: that is the caller's error, not SPA's.
 			return zero, ctx.Err()
 		}
+		// An attempt cut short by the end of the budget says only that
+		// time ran out; the attempt before it says why.
+		if last == nil || budget.Err() == nil {
+			last = err
+		}
+		if budget.Err() != nil {
+			return zero, &UnavailableError{Addr: c.addr, Attempts: attempt, Elapsed: time.Since(start), Last: last}
+		}
 		// Full jitter around the doubling delay spreads the retries of many
 		// SGs after an SPA restart.
 		sleep := max(wait, delay/2+rand.N(delay/2+1))
@@ -269,7 +278,7 @@ func call[Resp any](ctx context.Context, c *Client, what string, rpc func(contex
 			if ctx.Err() != nil {
 				return zero, ctx.Err()
 			}
-			return zero, &UnavailableError{Addr: c.addr, Attempts: attempt, Elapsed: time.Since(start), Last: err}
+			return zero, &UnavailableError{Addr: c.addr, Attempts: attempt, Elapsed: time.Since(start), Last: last}
 		case <-t.C:
 		}
 	}
