@@ -47,8 +47,11 @@ type Adjacency struct {
 	Neighbor     spf.NodeID
 	NeighborPort uint32
 	NeighborDMAC uint64
-	lastHeard    time.Duration
-	hold         time.Duration
+	// NoCarrier: the switch reported the port's link down; HELLOs that
+	// were still in flight are ignored until it reports it up again.
+	NoCarrier bool
+	lastHeard time.Duration
+	hold      time.Duration
 }
 
 // AdjacencyChange reports a port whose adjacency changed state.
@@ -106,7 +109,7 @@ func (a *Adjacencies) Hello(port uint16) HelloInfo {
 // ourselves (a looped cable) or on an untracked port is ignored.
 func (a *Adjacencies) Receive(port uint16, h HelloInfo, now time.Duration) []AdjacencyChange {
 	adj, ok := a.ports[port]
-	if !ok || h.Router == a.self || h.Router == "" {
+	if !ok || adj.NoCarrier || h.Router == a.self || h.Router == "" {
 		return nil
 	}
 	from := adj.State
@@ -131,6 +134,27 @@ func (a *Adjacencies) Receive(port uint16, h HelloInfo, now time.Duration) []Adj
 	return changes
 }
 
+// SetCarrier records what the switch says of port's link. Losing the
+// carrier takes the adjacency down at once, as a router takes an interface
+// down, instead of after the dead interval; regaining it changes nothing
+// until the neighbour's HELLOs arrive.
+func (a *Adjacencies) SetCarrier(port uint16, up bool) []AdjacencyChange {
+	adj, ok := a.ports[port]
+	if !ok {
+		return nil
+	}
+	if up {
+		adj.NoCarrier = false
+		return nil
+	}
+	from, nbr := adj.State, adj.Neighbor
+	*adj = Adjacency{Port: port, NoCarrier: true}
+	if from == AdjDown {
+		return nil
+	}
+	return []AdjacencyChange{{Port: port, From: from, To: AdjDown, Neighbor: nbr}}
+}
+
 // Expire declares down every adjacency not heard within its hold time.
 func (a *Adjacencies) Expire(now time.Duration) []AdjacencyChange {
 	var changes []AdjacencyChange
@@ -140,7 +164,7 @@ func (a *Adjacencies) Expire(now time.Duration) []AdjacencyChange {
 			continue
 		}
 		changes = append(changes, AdjacencyChange{Port: port, From: adj.State, To: AdjDown, Neighbor: adj.Neighbor})
-		*adj = Adjacency{Port: port}
+		*adj = Adjacency{Port: port, NoCarrier: adj.NoCarrier}
 	}
 	return changes
 }

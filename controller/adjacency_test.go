@@ -88,3 +88,36 @@ func TestAdjacencyHelloAndUp(t *testing.T) {
 		t.Fatalf("removed port still tracked: %+v", adj)
 	}
 }
+
+// The switch's carrier report takes an adjacency down at once, and HELLOs
+// still in flight from before the cut do not bring it back.
+func TestAdjacencyCarrier(t *testing.T) {
+	ms := time.Millisecond
+	a := NewAdjacencies("sr1", 100*ms)
+	a.AddPort(1)
+	a.AddPort(2)
+	hello := HelloInfo{Router: "sg1", Port: 3, HeardRouter: "sr1", HeardPort: 1}
+	steps := []struct {
+		name string
+		do   func() []AdjacencyChange
+		want string
+	}{
+		{"up", func() []AdjacencyChange { return a.Receive(1, hello, 0) }, "port 1 down→up (sg1)"},
+		{"carrier lost: down at once", func() []AdjacencyChange { return a.SetCarrier(1, false) }, "port 1 up→down (sg1)"},
+		{"a late HELLO is ignored", func() []AdjacencyChange { return a.Receive(1, hello, 5*ms) }, ""},
+		{"lost again: nothing more", func() []AdjacencyChange { return a.SetCarrier(1, false) }, ""},
+		{"nothing left to expire", func() []AdjacencyChange { return a.Expire(time.Second) }, ""},
+		{"carrier on a port that was down: nothing", func() []AdjacencyChange { return a.SetCarrier(2, false) }, ""},
+		{"untracked port: nothing", func() []AdjacencyChange { return a.SetCarrier(9, false) }, ""},
+		{"carrier back: still down until a HELLO", func() []AdjacencyChange { return a.SetCarrier(1, true) }, ""},
+		{"HELLO after the carrier: up", func() []AdjacencyChange { return a.Receive(1, hello, 2*time.Second) }, "port 1 down→up (sg1)"},
+	}
+	for _, st := range steps {
+		if got := changesString(st.do()); got != st.want {
+			t.Fatalf("%s: got %q, want %q", st.name, got, st.want)
+		}
+	}
+	if adj, _ := a.Get(2); !adj.NoCarrier {
+		t.Error("port 2 forgot that its carrier is down")
+	}
+}

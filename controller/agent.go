@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/p4rt"
 	"github.com/dmsc-mesh/dmsc/p4rt/p4info"
+	"github.com/dmsc-mesh/dmsc/p4rt/portstatus"
 	"github.com/dmsc-mesh/dmsc/spf"
 	"github.com/dmsc-mesh/dmsc/wire"
 )
@@ -62,15 +64,17 @@ type loopState struct {
 	client *p4rt.Client
 	w      *writer
 
-	ports     map[uint16]*portState
-	fabric    []uint16 // fabric ports, sorted
-	adj       *Adjacencies
-	db        *spf.LSDB
-	rib       *spf.RIB
-	spf       SPFDelay
-	nbrs      map[uint16]*neighbor
-	own       *ownFragments
-	routesGen uint64
+	ports  map[uint16]*portState
+	fabric []uint16 // fabric ports, sorted
+	adj    *Adjacencies
+	db     *spf.LSDB
+	rib    *spf.RIB
+	spf    SPFDelay
+	// prcPending: prefixes changed without the topology (lsdbChanged).
+	prcPending bool
+	nbrs       map[uint16]*neighbor
+	own        *ownFragments
+	routesGen  uint64
 
 	// warm: a warm restart left the switch's FIB in place; FIB writes wait
 	// until warmUntil or until every fabric port is up and synced.
@@ -124,14 +128,16 @@ type localHop struct {
 // them.
 type Counters struct {
 	HellosSent, HellosReceived uint64
-	LSPsSent, LSPsReceived     uint64
-	LSPsOriginated             uint64
-	AcksSent, AcksReceived     uint64
-	SummariesSent              uint64
-	RequestsSent               uint64
-	SPFRuns, PartialRuns       uint64
-	ProbesAnswered             uint64
-	FIBWrites                  uint64
+	// CarrierLosses counts fabric ports the switch reported down.
+	CarrierLosses          uint64
+	LSPsSent, LSPsReceived uint64
+	LSPsOriginated         uint64
+	AcksSent, AcksReceived uint64
+	SummariesSent          uint64
+	RequestsSent           uint64
+	SPFRuns, PartialRuns   uint64
+	ProbesAnswered         uint64
+	FIBWrites              uint64
 	// Dropped counts control frames dropped, by reason.
 	Dropped map[string]uint64
 }
@@ -377,6 +383,7 @@ func (a *Agent) loopRun(ctx context.Context) {
 	defer timer.Stop()
 	pins := l.client.PacketIns()
 	roles := l.client.RoleChanges()
+	carrier := l.client.PortStatus()
 	for {
 		select {
 		case <-ctx.Done():
@@ -403,6 +410,8 @@ func (a *Agent) loopRun(ctx context.Context) {
 				}
 				break
 			}
+		case ps := <-carrier:
+			a.carrierChanged(ps)
 		case rs := <-roles:
 			a.roleChanged(rs)
 		case fn := <-a.calls:
@@ -419,6 +428,36 @@ func (a *Agent) loopRun(ctx context.Context) {
 			}
 		}
 		timer.Reset(max(next-a.now(), 0))
+	}
+}
+
+// carrierChanged handles the switch's word that a port's link went down
+// or came back (package p4rt/portstatus).
+func (a *Agent) carrierChanged(ps portstatus.Status) {
+	l := a.loop
+	if ps.Port > math.MaxUint16 {
+		return
+	}
+	port := uint16(ps.Port)
+	if _, fabric := l.adj.Get(port); !fabric {
+		return // a pod port: keepalives decide about pods
+	}
+	now := a.now()
+	if ps.Up {
+		a.log.Info("carrier up", "port", port)
+	} else {
+		l.counters.CarrierLosses++
+		a.log.Info("carrier lost", "port", port)
+	}
+	for _, ch := range l.adj.SetCarrier(port, ps.Up) {
+		a.adjacencyChanged(ch, now)
+	}
+	if ps.Up {
+		// Say hello at once: the neighbour's side comes up a HELLO
+		// interval sooner.
+		if ps, ok := l.ports[port]; ok {
+			ps.nextHello = now
+		}
 	}
 }
 
@@ -474,6 +513,7 @@ func (a *Agent) nextDeadline(now time.Duration) time.Duration {
 	consider(l.adj.NextExpiry())
 	consider(l.db.NextDeadline())
 	consider(l.spf.Next())
+	consider(now, l.prcPending)
 	consider(l.own.nextDue(a.t.LSPMinInterval))
 	for _, n := range l.nbrs {
 		consider(n.nextDue())

@@ -386,3 +386,61 @@ func TestLinkCutReroutes(t *testing.T) {
 		return nil
 	})
 }
+
+// A cut cable is reported by the switch and rerouted long before the dead
+// interval; a silent failure (frames lost, carrier up) still waits for it.
+func TestCarrierLossBeatsDeadInterval(t *testing.T) {
+	tm := testTimers()
+	tm.Hello, tm.Dead = 100*time.Millisecond, 2*time.Second
+	f := startFabric(t, fig2(t), topo.AgentOptions{Timers: tm})
+	waitConverged(t, f, 15*time.Second, reachesAll(f))
+	l, _ := f.Link("sr1", "sr3")
+	around := func(s map[string]controller.Snapshot) error {
+		r := s["sr1"].Routes[nodePrefix("sg4")]
+		if len(r.NextHops) != 1 || r.NextHops[0].Neighbor != "sr2" {
+			return fmt.Errorf("sr1 → sg4 still %v", r)
+		}
+		return nil
+	}
+	direct := func(s map[string]controller.Snapshot) error {
+		if r := s["sr1"].Routes[nodePrefix("sg4")]; r.Metric != 20 {
+			return fmt.Errorf("sr1 → sg4 still %v", r)
+		}
+		return nil
+	}
+
+	cut := time.Now()
+	if err := f.Cut(l); err != nil {
+		t.Fatal(err)
+	}
+	snaps := waitConverged(t, f, tm.Dead, around)
+	took := time.Since(cut)
+	t.Logf("cut cable rerouted in %v (dead interval %v)", took, tm.Dead)
+	if took >= tm.Dead/2 {
+		t.Errorf("rerouting a cut cable took %v: the carrier loss was not acted on", took)
+	}
+	if n := snaps["sr1"].Counters.CarrierLosses; n != 1 {
+		t.Errorf("sr1 counted %d carrier losses, want 1", n)
+	}
+	if err := f.Restore(l); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, f, 15*time.Second, direct)
+
+	silenced := time.Now()
+	if err := f.Silence(l); err != nil {
+		t.Fatal(err)
+	}
+	// Still routed directly (and black-holed) until the dead interval runs
+	// out: nothing told the agents.
+	time.Sleep(tm.Dead / 2)
+	if err := direct(map[string]controller.Snapshot{"sr1": snapshot(t, f, "sr1")}); err != nil {
+		t.Errorf("a silent failure was noticed before the dead interval: %v", err)
+	}
+	waitConverged(t, f, 3*tm.Dead, around)
+	t.Logf("silent failure rerouted in %v", time.Since(silenced))
+	if err := f.Unsilence(l); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, f, 15*time.Second, direct)
+}

@@ -170,7 +170,7 @@ func (a *Agent) receiveLSP(port uint16, n *neighbor, lsp spf.LSP, now time.Durat
 	}
 	delete(n.requested, id)
 	if res.Topology || res.Prefixes {
-		l.spf.Event(now)
+		a.lsdbChanged(res.Topology, now)
 	}
 }
 
@@ -231,7 +231,7 @@ func (a *Agent) expired(res spf.ExpireResult, now time.Duration) {
 		l.counters.LSPsOriginated += uint64(len(res.Refreshed))
 	}
 	if res.Topology || res.Prefixes {
-		l.spf.Event(now)
+		a.lsdbChanged(res.Topology, now)
 	}
 }
 

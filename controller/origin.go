@@ -242,7 +242,7 @@ func (a *Agent) originate(now time.Duration) {
 			n.send[lsp.ID()] = now
 		}
 		if res.Topology || res.Prefixes {
-			l.spf.Event(now)
+			a.lsdbChanged(res.Topology, now)
 		}
 	}
 	if len(o.refused) > 0 {

@@ -420,3 +420,26 @@ func TestRegistrationRefusals(t *testing.T) {
 		t.Errorf("SPA down: %v", err)
 	}
 }
+
+// A new service is a change of prefixes only: every switch learns it by a
+// partial route calculation at once, even while the SPF back-off holds
+// topology changes for seconds (here: 2 s for a full minute after the
+// fabric came up).
+func TestPrefixChangeSkipsSPFBackoff(t *testing.T) {
+	tm := testTimers()
+	tm.SPF = controller.SPFDelay{ShortDelay: 2 * time.Second, LongDelay: 2 * time.Second, HoldDown: time.Minute, TimeToLearn: time.Minute}
+	f, d := startDomainFabric(t, topo.AgentOptions{Timers: tm}, topo.DomainOptions{})
+	waitConverged(t, f, 30*time.Second, reachesAll(f))
+
+	cart := attachPod(t, f, "sg4", 10)
+	start := time.Now()
+	if _, err := cart.register("/shop/cart", issuePod(t, d, "/shop/cart"), nil); err != nil {
+		t.Fatal(err)
+	}
+	everyFIB(t, f, servicePrefix("/shop/cart"), true, "sg4")
+	took := time.Since(start)
+	t.Logf("registered and in every FIB in %v", took)
+	if took >= tm.SPF.ShortDelay {
+		t.Errorf("the new service took %v to reach every FIB: it waited for the SPF back-off (%v)", took, tm.SPF.ShortDelay)
+	}
+}

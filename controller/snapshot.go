@@ -26,8 +26,11 @@ type Snapshot struct {
 	FIBGeneration, FIBApplied uint64
 	FIBError                  error
 	FIBWrites                 uint64
-	Warm                      bool
-	Counters                  Counters
+	// RoutesPending: the LSDB changed since the last route calculation,
+	// which waits for the SPF back-off.
+	RoutesPending bool
+	Warm          bool
+	Counters      Counters
 	// Policies are the SCSC policies the agent holds.
 	Policies []PolicyInfo
 	// SG is the SG's pod signalling counters (zero for an SR).
@@ -73,6 +76,7 @@ func (a *Agent) Snapshot(ctx context.Context) (Snapshot, error) {
 		s.Counters = l.counters
 		s.Counters.Dropped = maps.Clone(l.counters.Dropped)
 		s.FIBApplied, s.FIBGeneration, s.FIBWrites, s.FIBError = l.w.status()
+		s.RoutesPending = l.spf.Pending() || l.prcPending || l.db.PendingTopology()
 		s.Policies = a.policyInfos()
 		if l.sg != nil {
 			s.SG = l.sg.counters
@@ -84,7 +88,7 @@ func (a *Agent) Snapshot(ctx context.Context) (Snapshot, error) {
 // Converged reports whether the switch holds the newest routes the agent
 // computed and no SPF run is pending.
 func (s Snapshot) Converged() bool {
-	return s.FIBApplied == s.FIBGeneration && s.FIBError == nil
+	return !s.RoutesPending && s.FIBApplied == s.FIBGeneration && s.FIBError == nil
 }
 
 // UpNeighbors lists the neighbours with a two-way adjacency, sorted.

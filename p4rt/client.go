@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/dmsc-mesh/dmsc/p4rt/p4info"
+	"github.com/dmsc-mesh/dmsc/p4rt/portstatus"
 )
 
 // ElectionID is P4Runtime's 128-bit election id.
@@ -118,6 +119,7 @@ type Client struct {
 
 	roleCh    chan RoleState
 	packetIns chan PacketIn
+	ports     chan portstatus.Status
 	streamErr chan error
 
 	packetInsDropped atomic.Uint64
@@ -170,6 +172,7 @@ func New(conn grpc.ClientConnInterface, opts Options) *Client {
 		done:      make(chan struct{}),
 		roleCh:    make(chan RoleState, 1),
 		packetIns: make(chan PacketIn, opts.PacketInBuffer),
+		ports:     make(chan portstatus.Status, portStatusBuffer),
 		streamErr: make(chan error, 16),
 	}
 	go c.run()
@@ -327,6 +330,8 @@ func (c *Client) session() error {
 			c.onPacketIn(u.Packet)
 		case *p4v1.StreamMessageResponse_Error:
 			c.onStreamError(u.Error)
+		case *p4v1.StreamMessageResponse_Other:
+			c.onOther(u.Other)
 		}
 	}
 }

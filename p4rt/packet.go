@@ -7,8 +7,10 @@ import (
 	"sort"
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/dmsc-mesh/dmsc/p4rt/p4info"
+	"github.com/dmsc-mesh/dmsc/p4rt/portstatus"
 )
 
 // PacketIn is a packet from the switch with its packet_in metadata by name.
@@ -20,6 +22,34 @@ type PacketIn struct {
 // PacketIns delivers packets punted by the switch to this (primary) client.
 // When the reader falls behind, new packets are dropped and counted.
 func (c *Client) PacketIns() <-chan PacketIn { return c.packetIns }
+
+// portStatusBuffer bounds the port-status changes waiting for the reader:
+// a switch has at most a few hundred ports, and each change matters.
+const portStatusBuffer = 512
+
+// PortStatus delivers the carrier changes the switch reports (the software
+// switch does, BMv2 does not: package p4rt/portstatus). A reader that falls
+// so far behind that the buffer fills loses the newest, and a warning says so.
+func (c *Client) PortStatus() <-chan portstatus.Status { return c.ports }
+
+// onOther handles the stream's extension messages: port status, and
+// nothing else yet (others are ignored, as the specification asks).
+func (c *Client) onOther(a *anypb.Any) {
+	st, err := portstatus.Parse(a)
+	if errors.Is(err, portstatus.ErrOtherType) {
+		c.log.Debug("ignoring an unknown stream message", "type_url", a.GetTypeUrl())
+		return
+	}
+	if err != nil {
+		c.log.Warn("malformed port status from the switch", "err", err)
+		return
+	}
+	select {
+	case c.ports <- st:
+	default:
+		c.log.Warn("port-status reader too slow, dropping a change", "port", st.Port, "up", st.Up)
+	}
+}
 
 func (c *Client) onPacketIn(p *p4v1.PacketIn) {
 	pin := PacketIn{Payload: p.Payload}

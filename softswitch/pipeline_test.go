@@ -3,7 +3,9 @@ package softswitch
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -630,7 +632,17 @@ func TestPortDown(t *testing.T) {
 		r.fib(32, key(h2, 0, 0, 0), p4.ActionSetNexthopGroup, 77),
 	))
 	f := frameSpec{hop: 9, dst: key(h1, 1, 1, 1)}.bytes()
+	var carrier []string // what the P4Runtime server would be told
+	var cmu sync.Mutex
+	r.sw.SetPortStatusSink(func(port uint32, up bool) {
+		cmu.Lock()
+		defer cmu.Unlock()
+		carrier = append(carrier, fmt.Sprintf("%d:%v", port, up))
+	})
 	if err := r.sw.SetPortUp(1, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.sw.SetPortUp(1, false); err != nil { // no change: no report
 		t.Fatal(err)
 	}
 	r.send(2, f)
@@ -661,6 +673,11 @@ func TestPortDown(t *testing.T) {
 	r.expectNone(1, 10*time.Millisecond)
 	if pk, _ := r.counter(p4.CounterPortRx, 2); pk != 3 {
 		t.Errorf("port_rx[2] = %d, want 3", pk)
+	}
+	cmu.Lock()
+	defer cmu.Unlock()
+	if got := strings.Join(carrier, " "); got != "1:false 1:true 2:false" {
+		t.Errorf("carrier reports %q", got)
 	}
 }
 

@@ -55,6 +55,7 @@ type Switch struct {
 	wmu  sync.Mutex               // serializes CommitPipeline and Apply
 
 	sink        atomic.Pointer[func(*p4v1.PacketIn)]
+	statusSink  atomic.Pointer[func(port uint32, up bool)]
 	punts       chan *p4v1.PacketIn
 	puntDropped atomic.Uint64
 
@@ -306,6 +307,16 @@ func (s *Switch) SetPacketInSink(sink func(*p4v1.PacketIn)) {
 		return
 	}
 	s.sink.Store(&sink)
+}
+
+// SetPortStatusSink implements server.PortStatusReporter: sink hears of
+// every port that SetPortUp takes down or brings up.
+func (s *Switch) SetPortStatusSink(sink func(port uint32, up bool)) {
+	if sink == nil {
+		s.statusSink.Store(nil)
+		return
+	}
+	s.statusSink.Store(&sink)
 }
 
 // PacketOut implements server.Target: mode 0 sends the payload out of
@@ -576,6 +587,9 @@ func (s *Switch) SetPortUp(num uint16, up bool) error {
 	}
 	if pe.up.Swap(up) != up {
 		s.log.Info("port state", "port", num, "up", up)
+		if sink := s.statusSink.Load(); sink != nil {
+			(*sink)(uint32(num), up)
+		}
 	}
 	return nil
 }

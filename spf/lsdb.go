@@ -674,6 +674,10 @@ func (c *Changes) Merge(o Changes) {
 	}
 }
 
+// PendingTopology reports whether a change of the SPF graph waits for
+// TakeChanges.
+func (db *LSDB) PendingTopology() bool { return db.pendTopology }
+
 // TakeChanges returns what changed since the previous call and forgets it.
 func (db *LSDB) TakeChanges() Changes {
 	c := Changes{Topology: db.pendTopology}

@@ -128,11 +128,35 @@ func (f *Fabric) Link(a, b string) (*Link, bool) {
 	return nil, false
 }
 
-// Cut takes a link down at both ends, as a pulled cable would.
+// Cut takes a link down at both ends, as a pulled cable would: the
+// switches report the carrier loss to their agents.
 func (f *Fabric) Cut(l *Link) error { return f.setLink(l, false) }
 
 // Restore brings a cut link back up.
 func (f *Fabric) Restore(l *Link) error { return f.setLink(l, true) }
+
+// Silence makes a link lose every frame at both ends while its ports stay
+// up: a failure no carrier shows (a hung line card, a broken middlebox),
+// which only the HELLO dead interval detects. Unsilence ends it.
+func (f *Fabric) Silence(l *Link) error {
+	return f.impairLink(l, softswitch.Impairment{Loss: 1})
+}
+
+// Unsilence ends Silence (and any other impairment of the link's ports).
+func (f *Fabric) Unsilence(l *Link) error { return f.impairLink(l, softswitch.Impairment{}) }
+
+func (f *Fabric) impairLink(l *Link, im softswitch.Impairment) error {
+	for _, ep := range []Endpoint{l.A, l.B} {
+		s, ok := f.Switches[ep.Node]
+		if !ok {
+			return fmt.Errorf("topo: no node %q", ep.Node)
+		}
+		if err := s.SW.SetImpairment(ep.Port, im); err != nil {
+			return fmt.Errorf("topo: %s: %w", ep, err)
+		}
+	}
+	return nil
+}
 
 func (f *Fabric) setLink(l *Link, up bool) error {
 	for _, ep := range []Endpoint{l.A, l.B} {

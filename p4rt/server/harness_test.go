@@ -35,6 +35,7 @@ type fakeTarget struct {
 	commits  int
 	packets  []*p4v1.PacketOut
 	sink     func(*p4v1.PacketIn)
+	status   func(port uint32, up bool)
 	counterE error
 }
 
@@ -111,6 +112,18 @@ func (f *fakeTarget) SetPacketInSink(sink func(*p4v1.PacketIn)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sink = sink
+}
+
+func (f *fakeTarget) SetPortStatusSink(sink func(port uint32, up bool)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status = sink
+}
+
+func (f *fakeTarget) getStatusSink() func(port uint32, up bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status
 }
 
 func (f *fakeTarget) getSink() func(*p4v1.PacketIn) {

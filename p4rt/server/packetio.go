@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/dmsc-mesh/dmsc/p4rt/p4info"
+	"github.com/dmsc-mesh/dmsc/p4rt/portstatus"
 )
 
 // packetIn is the sink registered with the target. It must never block the
@@ -27,6 +28,15 @@ func (s *Server) packetIn(pkt *p4v1.PacketIn) {
 		default:
 			s.stats.dropQueueFull.Add(1)
 		}
+	}
+}
+
+// portStatus tells every primary controller of a port's carrier change.
+func (s *Server) portStatus(port uint32, up bool) {
+	for _, st := range *s.primaries.Load() {
+		st.queue(&p4v1.StreamMessageResponse{Update: &p4v1.StreamMessageResponse_Other{
+			Other: portstatus.Status{Port: port, Up: up}.Any(),
+		}})
 	}
 }
 

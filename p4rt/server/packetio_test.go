@@ -7,6 +7,8 @@ import (
 
 	p4v1 "github.com/p4lang/p4runtime/go/p4/v1"
 	"google.golang.org/grpc/codes"
+
+	"github.com/dmsc-mesh/dmsc/p4rt/portstatus"
 )
 
 func packetIn(payload string) *p4v1.PacketIn {
@@ -48,6 +50,36 @@ func TestPacketInToPrimaryOnly(t *testing.T) {
 	b.quiet()
 	if st := h.srv.Stats(); st.PacketIns != 3 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// Carrier changes go to the primary of every role, never to a backup, in
+// the order the target reported them; Close unregisters the sink.
+func TestPortStatusToPrimaries(t *testing.T) {
+	h := newHarness(t, Options{})
+	sink := h.target.getStatusSink()
+	if sink == nil {
+		t.Fatal("no port-status sink registered")
+	}
+	sink(1, false) // no primary yet: nobody to tell
+	p := h.primary()
+	b, _ := h.connect("", eid(3))
+	other, _ := h.connect("other", eid(1))
+	sink(4, false)
+	sink(4, true)
+	for _, c := range []*ctrl{p, other} {
+		for _, want := range []portstatus.Status{{Port: 4}, {Port: 4, Up: true}} {
+			m := c.next()
+			got, err := portstatus.Parse(m.GetOther())
+			if err != nil || got != want {
+				t.Errorf("got %v (%v), want %+v", m, err, want)
+			}
+		}
+	}
+	b.quiet()
+	h.srv.Close()
+	if h.target.getStatusSink() != nil {
+		t.Error("port-status sink still registered after Close")
 	}
 }
 

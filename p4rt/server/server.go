@@ -125,6 +125,9 @@ func New(target Target, opts Options) *Server {
 	}
 	s.primaries.Store(&[]*stream{})
 	target.SetPacketInSink(s.packetIn)
+	if r, ok := target.(PortStatusReporter); ok {
+		r.SetPortStatusSink(s.portStatus)
+	}
 	return s
 }
 
@@ -146,6 +149,9 @@ func (s *Server) Close() {
 		close(s.closing)
 		s.life.Unlock()
 		s.target.SetPacketInSink(nil)
+		if r, ok := s.target.(PortStatusReporter); ok {
+			r.SetPortStatusSink(nil)
+		}
 		s.wg.Wait()
 	})
 }

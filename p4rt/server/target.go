@@ -47,6 +47,14 @@ type Target interface {
 	SetPacketInSink(sink func(*p4v1.PacketIn))
 }
 
+// PortStatusReporter is a Target that sees its ports' carrier come and go.
+// The server passes each change to the primary controllers in
+// StreamMessageResponse.other (package p4rt/portstatus), queued with the
+// arbitration updates, so it is never dropped. The sink must not block.
+type PortStatusReporter interface {
+	SetPortStatusSink(sink func(port uint32, up bool))
+}
+
 // Change is one validated update for a Target. Entity holds a TableEntry, an
 // ActionProfileMember or an ActionProfileGroup with canonical byte strings.
 // For MODIFY it is the complete new state; for DELETE it is the state being
