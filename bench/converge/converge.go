@@ -35,6 +35,10 @@ type Config struct {
 	Probe controller.ProbeConfig
 	// Cuts is the number of link cuts measured.
 	Cuts int
+	// Silent fails links without a carrier loss (topo.Fabric.Silence: every
+	// frame lost, ports up), so only the HELLO dead interval detects them;
+	// by default a cut is a pulled cable, which the switches report.
+	Silent bool
 	// Quiet is how long the fabric stays untouched after reconverging from a
 	// restore, before the next cut: long enough for every agent's SPF
 	// back-off (RFC 8405 HOLDDOWN, 1 s by default) to return to QUIET, so
@@ -310,7 +314,11 @@ func measureCut(ctx context.Context, f *harness.Fabric, cfg Config, base map[str
 
 	cpu := harness.SampleCPU()
 	m.cutAt = time.Now()
-	if err := f.Cut(c.link); err != nil {
+	cut, restore := f.Cut, f.Restore
+	if cfg.Silent {
+		cut, restore = f.Silence, f.Unsilence
+	}
+	if err := cut(c.link); err != nil {
 		return nil, err
 	}
 	// pending: switches whose FIB has not been seen right yet; detecting:
@@ -398,7 +406,7 @@ func measureCut(ctx context.Context, f *harness.Fabric, cfg Config, base map[str
 		}
 	}
 	m.restoreAt = time.Now()
-	if err := f.Restore(c.link); err != nil {
+	if err := restore(c.link); err != nil {
 		return nil, err
 	}
 	return m, nil
