@@ -184,9 +184,11 @@ control DmscIngress(inout headers_t hdr, inout metadata_t meta,
     direct_counter(CounterType.packets_and_bytes) fib_64_counter;
     direct_counter(CounterType.packets_and_bytes) fib_32_counter;
 
-    /* Both selectors hash the same fields, so one flow stays on one path. */
+    /* Both selectors hash the same fields, so one flow stays on one path.
+     * instance_selector holds one member per local pod instance: 16,384
+     * lets one SG carry a burst of 10k registrations (issue 4). */
     action_selector(HashAlgorithm.crc32, 32w4096, 32w16) nexthop_selector;
-    action_selector(HashAlgorithm.crc32, 32w4096, 32w16) instance_selector;
+    action_selector(HashAlgorithm.crc32, 32w16384, 32w16) instance_selector;
 
     action drop_with(bit<32> reason) {
         drop_counter.count(reason);

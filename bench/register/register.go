@@ -3,7 +3,7 @@
 // signalling frame by frame (harness.PodPort):
 //
 //   - Burst: thousands of pods with distinct prefixes register at once
-//     through one SG (at most 4,096: the switch's instance_selector holds
+//     through one SG (at most 16,384: the switch's instance_selector holds
 //     one member per local instance) or several: the time to the last
 //     ACCEPT, the SPA decisions per second the SGs obtained, and, beside it
 //     in the same run, the decisions per second SPA gives the same SG
@@ -126,8 +126,8 @@ func roles(t *topo.Topology) map[string]topo.Role {
 type BurstConfig struct {
 	// Pods is the number of pods, each with its own prefix; SGs the SGs
 	// (default 1) and Ports the pod ports of each SG they spread over. One
-	// SG's switch holds at most 4,096 local instances (its instance_selector
-	// action profile).
+	// SG's switch holds at most 16,384 local instances (its
+	// instance_selector action profile).
 	Pods, SGs, Ports int
 	// Window bounds the registrations under way at once (0: all at once).
 	Window int
