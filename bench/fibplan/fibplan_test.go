@@ -71,23 +71,31 @@ func TestOneChangeIsOneUpdate(t *testing.T) {
 	}
 }
 
+// flip is a FIB of n routes and one of its routes in two versions, on two
+// existing next-hop sets.
+func flip(b *testing.B, n int) (*fib.Programmer, fib.Routes, spf.Prefix, [2]fib.Route) {
+	prog, desired := installed(b, n)
+	var p spf.Prefix
+	for p = range desired {
+		break
+	}
+	a, c := desired[p], desired[p]
+	c.Hops = []fib.Hop{{Port: 3, DMAC: 0x020000000003, Weight: 1}}
+	if len(a.Hops) == 1 && a.Hops[0].Port == 3 {
+		c.Hops = []fib.Hop{{Port: 1, DMAC: 0x020000000001, Weight: 1}}
+	}
+	return prog, desired, p, [2]fib.Route{c, a}
+}
+
+var sizes = []int{1_000, 10_000, 100_000}
+
 // BenchmarkPlanOneRoute: one route moves between two existing next-hop
 // sets and back (Plan, then Commit), on FIBs of 1k, 10k and 100k routes.
 // The 1k case is the peer: what the same change costs on a small FIB.
 func BenchmarkPlanOneRoute(b *testing.B) {
-	for _, n := range []int{1_000, 10_000, 100_000} {
+	for _, n := range sizes {
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
-			prog, desired := installed(b, n)
-			var p spf.Prefix
-			for p = range desired {
-				break
-			}
-			a, c := desired[p], desired[p]
-			c.Hops = []fib.Hop{{Port: 3, DMAC: 0x020000000003, Weight: 1}}
-			if len(a.Hops) == 1 && a.Hops[0].Port == 3 {
-				c.Hops = []fib.Hop{{Port: 1, DMAC: 0x020000000001, Weight: 1}}
-			}
-			versions := [2]fib.Route{c, a}
+			prog, desired, p, versions := flip(b, n)
 			i := 0
 			for b.Loop() {
 				desired[p] = versions[i%2]
@@ -108,19 +116,9 @@ func BenchmarkPlanOneRoute(b *testing.B) {
 // BenchmarkPlanChangesOneRoute: the same change planned as the agent's
 // writer plans it, from the changed route alone (PlanChanges).
 func BenchmarkPlanChangesOneRoute(b *testing.B) {
-	for _, n := range []int{1_000, 10_000, 100_000} {
+	for _, n := range sizes {
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
-			prog, desired := installed(b, n)
-			var p spf.Prefix
-			for p = range desired {
-				break
-			}
-			a, c := desired[p], desired[p]
-			c.Hops = []fib.Hop{{Port: 3, DMAC: 0x020000000003, Weight: 1}}
-			if len(a.Hops) == 1 && a.Hops[0].Port == 3 {
-				c.Hops = []fib.Hop{{Port: 1, DMAC: 0x020000000001, Weight: 1}}
-			}
-			versions := [2]fib.Route{c, a}
+			prog, _, p, versions := flip(b, n)
 			i := 0
 			for b.Loop() {
 				r := versions[i%2]

@@ -36,7 +36,12 @@ type Options struct {
 	// SampleInterval of SCSC's subscriptions (default 200 ms) and the
 	// agents' probe interval (default 50 ms).
 	SampleInterval, ProbeInterval time.Duration
-	Log                           *slog.Logger
+	// Settle is how long the fabric stays unimpaired after the traffic is
+	// back, before the next cycle. SCSC changes a flow's policy at most
+	// once per clear period (hysteresis ClearAfter, 2 s here): a cycle
+	// that starts sooner measures that hold-down, not the reaction.
+	Settle time.Duration
+	Log    *slog.Logger
 }
 
 // Result holds the times of every cycle.
@@ -192,6 +197,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return res, fmt.Errorf("cycle %d: traffic not back: %w", i, err)
 		}
 		res.Back = append(res.Back, back)
+		if i+1 < o.Cycles {
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(o.Settle):
+			}
+		}
 	}
 	return res, nil
 }
