@@ -53,6 +53,7 @@ type Control struct {
 var (
 	ErrControlShort   = errors.New("wire: control message shorter than its 8-byte envelope")
 	ErrControlBodyLen = errors.New("wire: control message body_len beyond the message")
+	ErrControlTooLong = fmt.Errorf("wire: control message body_len beyond the %d bytes one frame carries", MaxControlBody)
 	ErrControlSignal  = errors.New("wire: control message of an unknown signal")
 )
 
@@ -69,6 +70,11 @@ func DecodeControl(b []byte) (Control, error) {
 		return Control{}, ErrControlSignal
 	}
 	n := int(binary.BigEndian.Uint16(b[2:]))
+	if n > MaxControlBody {
+		// No conforming sender writes it (AppendControl refuses), and
+		// no frame carries it.
+		return Control{}, ErrControlTooLong
+	}
 	if ControlHeaderLen+n > len(b) {
 		return Control{}, ErrControlBodyLen
 	}

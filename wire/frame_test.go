@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 )
 
@@ -145,6 +146,10 @@ func TestControlEnvelope(t *testing.T) {
 	if err != nil || c.Signal != SignalLinkState || c.MsgType != LSLSP || string(c.Body) != "lsp" {
 		t.Fatalf("DecodeControl = %+v, %v", c, err)
 	}
+	// A body longer than a frame carries, even with the bytes there.
+	tooLong := make([]byte, ControlHeaderLen+MaxControlBody+1)
+	tooLong[0], tooLong[1] = SignalPod, PodAnnounce
+	binary.BigEndian.PutUint16(tooLong[2:], MaxControlBody+1)
 	for _, tt := range []struct {
 		in   []byte
 		want error
@@ -152,6 +157,7 @@ func TestControlEnvelope(t *testing.T) {
 		{b[:7], ErrControlShort},
 		{b[:9], ErrControlBodyLen},
 		{append([]byte{9}, b[1:]...), ErrControlSignal},
+		{tooLong, ErrControlTooLong},
 	} {
 		if _, err := DecodeControl(tt.in); err != tt.want {
 			t.Errorf("DecodeControl(%x) = %v, want %v", tt.in, err, tt.want)
