@@ -65,7 +65,7 @@ func StartBMv2(t testing.TB, tool Tool, name, ns string, ports map[uint16]string
 // to start, so a test with several launches them all, then waits.
 func LaunchBMv2(t testing.TB, tool Tool, name, ns string, ports map[uint16]string) *BMv2 {
 	t.Helper()
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-%s-", nsPrefix, os.Getpid(), name))
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s-%d-%s-", namePrefix, os.Getpid(), name))
 	if err != nil {
 		t.Fatal(err)
 	}

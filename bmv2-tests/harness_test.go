@@ -78,49 +78,6 @@ func filterLD(env []string) []string {
 	return out
 }
 
-func TestPidOf(t *testing.T) {
-	for _, c := range []struct {
-		name, prefix string
-		base         int
-		pid          int
-		ok           bool
-	}{
-		{"dmsct-1234-5", nsPrefix, 10, 1234, true},
-		{"dmsct-1234-", nsPrefix, 10, 1234, true},
-		{"dmsct-1234", nsPrefix, 10, 0, false},
-		{"dmsct--5", nsPrefix, 10, 0, false},
-		{"dmsct-0-5", nsPrefix, 10, 0, false},
-		{"dmsct-12a-5", nsPrefix, 10, 0, false},
-		{"other-1234-5", nsPrefix, 10, 0, false},
-		{"dmsctzh-2a", linkPrefix, 36, 36*35 + 17, true},
-		{"dmsct-1234-5", linkPrefix, 36, 0, false}, // a namespace name is no interface name
-		{"dmsct99999999999-1", linkPrefix, 36, 0, false},
-	} {
-		pid, ok := pidOf(c.name, c.prefix, c.base, "-")
-		if pid != c.pid || ok != c.ok {
-			t.Errorf("pidOf(%q, %q) = %d, %v; want %d, %v", c.name, c.prefix, pid, ok, c.pid, c.ok)
-		}
-	}
-}
-
-// FuzzPidOf: names come from /run/netns and /sys/class/net, anybody's.
-func FuzzPidOf(f *testing.F) {
-	for _, s := range []string{"dmsct-1234-5", "dmsctzh-2a", "", "dmsct-", "dmsct--", "dmsct-99999999999999999999-1"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, name string) {
-		for _, c := range []struct {
-			prefix string
-			base   int
-		}{{nsPrefix, 10}, {linkPrefix, 36}} {
-			pid, ok := pidOf(name, c.prefix, c.base, "-")
-			if ok && (pid <= 0 || !strings.HasPrefix(name, c.prefix)) {
-				t.Errorf("pidOf(%q) = %d, true", name, pid)
-			}
-		}
-	})
-}
-
 func TestJSONDiff(t *testing.T) {
 	a := map[string]any{"x": []any{1.0, map[string]any{"source_info": map[string]any{"line": 1.0}, "y": "z"}}}
 	b := map[string]any{"x": []any{1.0, map[string]any{"source_info": map[string]any{"line": 2.0}, "y": "z"}}}

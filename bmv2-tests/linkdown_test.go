@@ -55,7 +55,7 @@ func TestBMv2InterfaceDownStopsReception(t *testing.T) {
 	if err := waitRx(1, 1, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	n := &Net{t: t}
+	n := NewNet(t)
 	n.SetLinkUp(bm.bmv2.NS, "p3", false)
 	// The receive thread blocks once it wakes for the interface's error:
 	// give it the time to.

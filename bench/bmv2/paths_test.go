@@ -20,6 +20,7 @@ import (
 
 	bmv2tests "github.com/dmsc-mesh/dmsc/bmv2-tests"
 	"github.com/dmsc-mesh/dmsc/controller/fib"
+	"github.com/dmsc-mesh/dmsc/internal/netns"
 	"github.com/dmsc-mesh/dmsc/internal/switchtest"
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/p4rt"
@@ -65,10 +66,10 @@ func directPath(t testing.TB, senders int) *path {
 	t.Helper()
 	need(t)
 	r := newRig(t)
-	ns := r.namespace()
-	root := r.vethToRoot(ns, "d0")
+	ns := r.Namespace()
+	root := r.VethToRoot(ns, "d0")
 	var rx *softswitch.PacketPort
-	if err := inNamespace(ns, func() (err error) { rx, err = softswitch.NewPacketPort("d0"); return err }); err != nil {
+	if err := netns.Enter(ns, func() (err error) { rx, err = softswitch.NewPacketPort("d0"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	p := &path{name: "veth-direct", rx: startReceiver(rx, inMAC)}
@@ -82,8 +83,8 @@ func directPath(t testing.TB, senders int) *path {
 func switchLinks(t testing.TB) (ns, in, out string) {
 	t.Helper()
 	r := newRig(t)
-	ns = r.namespace()
-	return ns, r.vethToRoot(ns, "p1"), r.vethToRoot(ns, "p2")
+	ns = r.Namespace()
+	return ns, r.VethToRoot(ns, "p1"), r.VethToRoot(ns, "p2")
 }
 
 // attach opens the test's ends of a switch's links.
@@ -126,7 +127,7 @@ func softswitchPath(t testing.TB, senders int) *path {
 		"--p4rt", "127.0.0.1:9559", "--device-id", strconv.Itoa(deviceID), "--port", "1=iface:p1", "--port", "2=iface:p2")
 	dial := grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 		var c net.Conn
-		err := inNamespace(ns, func() (err error) {
+		err := netns.Enter(ns, func() (err error) {
 			var d net.Dialer
 			c, err = d.DialContext(ctx, "tcp", addr)
 			return err

@@ -76,28 +76,6 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-func TestPidOf(t *testing.T) {
-	for _, c := range []struct {
-		name, prefix string
-		base         int
-		pid          int
-		ok           bool
-	}{
-		{"dmscb-1234-5", nsPrefix, 10, 1234, true},
-		{"dmscbya-3a", linkPrefix, 36, 36*34 + 10, true},
-		{"dmsct-1234-5", nsPrefix, 10, 0, false}, // bmv2-tests' names are not ours
-		{"dmscb-x-5", nsPrefix, 10, 0, false},
-		{"dmscb-0-5", nsPrefix, 10, 0, false},
-		{"dmscb-1234", nsPrefix, 10, 0, false},
-		{"eth0", linkPrefix, 36, 0, false},
-	} {
-		pid, ok := pidOf(c.name, c.prefix, c.base)
-		if pid != c.pid || ok != c.ok {
-			t.Errorf("pidOf(%q) = %d, %v; want %d, %v", c.name, pid, ok, c.pid, c.ok)
-		}
-	}
-}
-
 func TestSustained(t *testing.T) {
 	for _, c := range []struct {
 		name string
