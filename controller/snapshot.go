@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -89,6 +90,29 @@ func (a *Agent) Snapshot(ctx context.Context) (Snapshot, error) {
 // computed and no SPF run is pending.
 func (s Snapshot) Converged() bool {
 	return !s.RoutesPending && s.FIBApplied == s.FIBGeneration && s.FIBError == nil
+}
+
+// LSDBsAgree reports whether every snapshot holds the same fragments in
+// the same versions (remaining lifetimes differ from node to node): the
+// flooding has converged. The error names two nodes that differ.
+func LSDBsAgree(snaps map[string]Snapshot) error {
+	var ref []spf.Summary
+	var refNode string
+	for _, n := range slices.Sorted(maps.Keys(snaps)) {
+		cur := make([]spf.Summary, len(snaps[n].LSDB))
+		for i, e := range snaps[n].LSDB {
+			e.RemainingLifetime = min(e.RemainingLifetime, 1)
+			cur[i] = e
+		}
+		if ref == nil {
+			ref, refNode = cur, n
+			continue
+		}
+		if !slices.Equal(ref, cur) {
+			return fmt.Errorf("LSDBs differ: %s holds %d fragments %v, %s %d %v", refNode, len(ref), ref, n, len(cur), cur)
+		}
+	}
+	return nil
 }
 
 // UpNeighbors lists the neighbours with a two-way adjacency, sorted.

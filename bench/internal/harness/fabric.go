@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/dmsc-mesh/dmsc/controller"
 	"github.com/dmsc-mesh/dmsc/controller/fib"
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/p4rt"
-	"github.com/dmsc-mesh/dmsc/spf"
 	"github.com/dmsc-mesh/dmsc/topo"
 )
 
@@ -110,28 +108,6 @@ func Matches(s controller.Snapshot, want FIB) error {
 	return nil
 }
 
-// SameLSDB reports whether every snapshot holds the same fragments in the
-// same versions (lifetimes differ).
-func SameLSDB(snaps map[string]controller.Snapshot) error {
-	var ref []spf.Summary
-	var refNode string
-	for n, s := range snaps {
-		cur := make([]spf.Summary, len(s.LSDB))
-		for i, e := range s.LSDB {
-			e.RemainingLifetime = min(e.RemainingLifetime, 1)
-			cur[i] = e
-		}
-		if ref == nil {
-			ref, refNode = cur, n
-			continue
-		}
-		if !slices.Equal(ref, cur) {
-			return fmt.Errorf("LSDBs differ: %s holds %d fragments, %s %d", refNode, len(ref), n, len(cur))
-		}
-	}
-	return nil
-}
-
 // WaitFIBs waits until every agent's switch holds want[node] and every
 // agent holds the same LSDB; it returns the snapshots that showed it.
 func (f *Fabric) WaitFIBs(ctx context.Context, want map[string]FIB, timeout time.Duration) (map[string]controller.Snapshot, error) {
@@ -150,7 +126,7 @@ func (f *Fabric) WaitFIBs(ctx context.Context, want map[string]FIB, timeout time
 			}
 		}
 		if last == nil {
-			last = SameLSDB(snaps)
+			last = controller.LSDBsAgree(snaps)
 		}
 		if last == nil {
 			return snaps, nil
