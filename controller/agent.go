@@ -109,6 +109,8 @@ type portState struct {
 	Port
 	mac       [6]byte
 	nextHello time.Duration
+	// adjChanged: when the adjacency last went up or down (Snapshot).
+	adjChanged time.Time
 }
 
 // localRoute is a prefix this node announces and delivers itself.

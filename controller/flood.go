@@ -70,6 +70,9 @@ func (n *neighbor) nextDue() (time.Duration, bool) {
 func (a *Agent) adjacencyChanged(ch AdjacencyChange, now time.Duration) {
 	l := a.loop
 	a.log.Info("adjacency "+ch.To.String(), "port", ch.Port, "neighbor", string(ch.Neighbor), "was", ch.From.String())
+	if (ch.To == AdjUp || ch.From == AdjUp) && l.ports[ch.Port] != nil {
+		l.ports[ch.Port].adjChanged = time.Now()
+	}
 	switch {
 	case ch.To == AdjUp:
 		adj, _ := l.adj.Get(ch.Port)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/dmsc-mesh/dmsc/controller/fib"
 	"github.com/dmsc-mesh/dmsc/spf"
@@ -27,6 +28,9 @@ type Snapshot struct {
 	FIBGeneration, FIBApplied uint64
 	FIBError                  error
 	FIBWrites                 uint64
+	// FIBWrittenAt is when the agent last changed the switch: with
+	// FIBApplied, when the switch came to hold what it holds.
+	FIBWrittenAt time.Time
 	// RoutesPending: the LSDB changed since the last route calculation,
 	// which waits for the SPF back-off.
 	RoutesPending bool
@@ -45,8 +49,10 @@ type NeighborInfo struct {
 	Neighbor     spf.NodeID
 	NeighborPort uint32
 	Synced       bool
-	Metric       uint32
-	Capacity     uint64
+	// Changed is when the adjacency last went up or down.
+	Changed  time.Time
+	Metric   uint32
+	Capacity uint64
 }
 
 // Snapshot returns the agent's current state. It fails if the agent is not
@@ -60,7 +66,7 @@ func (a *Agent) Snapshot(ctx context.Context) (Snapshot, error) {
 		for _, port := range l.fabric {
 			adj, _ := l.adj.Get(port)
 			ni := NeighborInfo{Port: port, State: adj.State, Neighbor: adj.Neighbor, NeighborPort: adj.NeighborPort,
-				Metric: l.ports[port].Metric, Capacity: l.ports[port].Capacity}
+				Metric: l.ports[port].Metric, Capacity: l.ports[port].Capacity, Changed: l.ports[port].adjChanged}
 			if n, ok := l.nbrs[port]; ok {
 				ni.Synced = n.synced(now, 2*a.t.Retransmit)
 			}
@@ -77,6 +83,7 @@ func (a *Agent) Snapshot(ctx context.Context) (Snapshot, error) {
 		s.Counters = l.counters
 		s.Counters.Dropped = maps.Clone(l.counters.Dropped)
 		s.FIBApplied, s.FIBGeneration, s.FIBWrites, s.FIBError = l.w.status()
+		s.FIBWrittenAt = l.w.lastWritten()
 		s.RoutesPending = l.spf.Pending() || l.prcPending || l.db.PendingTopology()
 		s.Policies = a.policyInfos()
 		if l.sg != nil {

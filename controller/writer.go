@@ -47,7 +47,8 @@ type writer struct {
 	// agent wakes its loop with it).
 	onApplied func(gen uint64)
 	writes    uint64
-	failing   error // the last write error, until a write succeeds
+	lastWrite time.Time // when a Write last changed the switch
+	failing   error     // the last write error, until a write succeeds
 
 	// Owned by run.
 	prog          *fib.Programmer
@@ -209,6 +210,13 @@ func (w *writer) status() (applied, submitted, writes uint64, err error) {
 	return w.applied, w.gen, w.writes, w.failing
 }
 
+// lastWritten is when a Write last changed the switch (zero: never).
+func (w *writer) lastWritten() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastWrite
+}
+
 func (w *writer) run(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for {
@@ -338,6 +346,9 @@ func (w *writer) sync(ctx context.Context) error {
 	w.mu.Lock()
 	w.applied = gen
 	w.writes += uint64(n)
+	if n > 0 {
+		w.lastWrite = time.Now()
+	}
 	w.failing = nil
 	w.mu.Unlock()
 	if w.onApplied != nil {

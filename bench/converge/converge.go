@@ -52,8 +52,10 @@ type Config struct {
 	// converged and compares it with SPF's routes (not timed).
 	Verify bool
 	// PollInterval is the least time from one sweep over the switches
-	// still converging to the next [5 ms]: each look is a Snapshot on the
-	// agent's loop, so polling faster slows down what is measured.
+	// still converging to the next [20 ms]: each look is a Snapshot on the
+	// agent's loop, so polling faster slows down what is measured. The
+	// times do not depend on it: they come from the agents' own records
+	// (Snapshot.FIBWrittenAt, NeighborInfo.Changed).
 	PollInterval time.Duration
 	// Gradual starts the fabric with every link cut and restores them one
 	// by one (harness.StartGradually). A 100-switch fabric started all at
@@ -73,16 +75,15 @@ type Cut struct {
 	// DetectFirst and Detect: until the first and until both ends showed the
 	// adjacency down.
 	DetectFirst, Detect time.Duration
-	// Converged: until the last switch was seen holding SPF's routes for
-	// the cut topology (and its agent had nothing left to write). It may
-	// come before Detect: an end reroutes on the other end's LSP before its
-	// own dead interval runs out.
+	// Converged: until the last switch held SPF's routes for the cut
+	// topology (its agent's last write, once nothing was left to write).
+	// It may come before Detect: an end reroutes on the other end's LSP
+	// before its own dead interval runs out.
 	Converged time.Duration
 	// Restore: from the restore until every switch held the original
 	// routes again.
 	Restore time.Duration
-	// Sweep is the mean time of one polling sweep: the resolution of
-	// Converged.
+	// Sweep is the mean time of one polling sweep (the polling's own load).
 	Sweep time.Duration
 	// CPU is the window from the cut to convergence.
 	CPU harness.CPUWindow
@@ -167,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 5 * time.Millisecond
+		cfg.PollInterval = 20 * time.Millisecond
 	}
 	logf := cfg.Logf
 	if logf == nil {
@@ -347,14 +348,14 @@ func measureCut(ctx context.Context, f *harness.Fabric, cfg Config, base map[str
 				}
 				at := time.Since(m.cutAt)
 				if detecting[n] && !adjUp(s, endPort[n]) {
-					detected[n] = at
+					detected[n] = since(m.cutAt, adjChanged(s, endPort[n]), at)
 					delete(detecting, n)
 				}
 				if !pending[n] {
 					continue
 				}
 				if last = harness.Matches(s, c.want[n]); last == nil {
-					done[n] = at
+					done[n] = since(m.cutAt, s.FIBWrittenAt, at)
 					delete(pending, n)
 				}
 			}
@@ -410,6 +411,26 @@ func measureCut(ctx context.Context, f *harness.Fabric, cfg Config, base map[str
 		return nil, err
 	}
 	return m, nil
+}
+
+// since is when an agent says something happened (its own clock, the
+// snapshot's timestamps), as time after start; polled, when it was seen,
+// is the fallback for a timestamp from before start.
+func since(start, stamp time.Time, polled time.Duration) time.Duration {
+	if stamp.After(start) {
+		return stamp.Sub(start)
+	}
+	return polled
+}
+
+// adjChanged is when s's adjacency on port last changed state.
+func adjChanged(s controller.Snapshot, port uint16) time.Time {
+	for _, n := range s.Neighbors {
+		if n.Port == port {
+			return n.Changed
+		}
+	}
+	return time.Time{}
 }
 
 // adjUp reports whether s shows its adjacency on port up.
