@@ -515,7 +515,9 @@ func (a *Agent) nextDeadline(now time.Duration) time.Duration {
 	consider(l.adj.NextExpiry())
 	consider(l.db.NextDeadline())
 	consider(l.spf.Next())
-	consider(now, l.prcPending)
+	// A partial calculation is due at once, unless a topology change
+	// waits for the back-off: then it runs with the full one.
+	consider(now, l.prcPending && !l.db.PendingTopology())
 	consider(l.own.nextDue(a.t.LSPMinInterval))
 	for _, n := range l.nbrs {
 		consider(n.nextDue())

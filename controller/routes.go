@@ -34,6 +34,11 @@ func (a *Agent) runSPF(now time.Duration) {
 	if l.warm && a.allSynced(now) && !l.spf.Pending() && !l.prcPending && !l.own.pending() {
 		a.endWarm("every fabric port is up and synced")
 	}
+	if l.prcPending && l.db.PendingTopology() && !l.spf.Pending() {
+		// Every topology change schedules SPF (lsdbChanged); should one
+		// have come another way, schedule it rather than wait forever.
+		l.spf.Event(now)
+	}
 	due := l.spf.Due(now)
 	if !due && l.prcPending && !l.db.PendingTopology() {
 		due = true // a partial calculation need not wait for the back-off
