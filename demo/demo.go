@@ -88,7 +88,9 @@ type demo struct {
 	// names maps service keys to names, for the tables.
 	names map[spf.Prefix]string
 	start time.Time
-	step  int
+	// upAt is when the fabric converged: its last topology change.
+	upAt time.Time
+	step int
 	// lastErr is the last failed call's error.
 	lastErr error
 }
@@ -191,6 +193,7 @@ func (d *demo) startFabric(ctx context.Context) error {
 		return err
 	}
 	d.sum.Converged = time.Since(t0)
+	d.upAt = time.Now()
 	d.line("converged in %v: every agent holds the same %d LSPs and every FIB is programmed", d.sum.Converged.Round(time.Millisecond), len(lab.Fabric.Topo.Nodes))
 	return nil
 }
@@ -581,6 +584,11 @@ func (d *demo) linkCut(ctx context.Context) error {
 		res <- result{c, f, s}
 	}()
 	time.Sleep(200 * time.Millisecond)
+	// A fabric that came up a moment ago is still in its SPF back-off's
+	// hold-down (RFC 8405), which would delay the reroute by its long
+	// wait: cut the link once the fabric has been stable that long, as a
+	// cut in a running network finds it.
+	time.Sleep(time.Until(d.upAt.Add(controller.DefaultSPFDelay().HoldDown)))
 	cut := time.Now()
 	if err := d.lab.Fabric.Cut(link); err != nil {
 		close(stop)
@@ -610,8 +618,8 @@ func (d *demo) linkCut(ctx context.Context) error {
 	r := <-res
 	d.sum.CutCalls, d.sum.CutFailed, d.sum.CutSlowest = r.calls, r.failed, r.slowest
 	d.sum.PathCut = path
-	d.line("the agents at both ends noticed the silence (dead interval %v), flooded new LSPs,",
-		controller.DefaultTimers().Dead)
+	d.line("the switches at both ends reported the carrier loss, their agents took the adjacency")
+	d.line("down at once (a silent failure would cost the %v dead interval), flooded new LSPs,", controller.DefaultTimers().Dead)
 	d.line("and the FIBs along the path were rewritten %v after the cut", d.sum.Reroute.Round(time.Millisecond))
 	d.line("new path: %s", strings.Join(path, " → "))
 	d.line("%d calls during the cut: %d failed; the slowest took %v (QUIC resent what the cut lost)",

@@ -52,7 +52,7 @@ type Config struct {
 	// converged and compares it with SPF's routes (not timed).
 	Verify bool
 	// PollInterval is the least time from one sweep over the switches
-	// still converging to the next [20 ms]: each look is a Snapshot on the
+	// still converging to the next [50 ms]: each look is a Snapshot on the
 	// agent's loop, so polling faster slows down what is measured. The
 	// times do not depend on it: they come from the agents' own records
 	// (Snapshot.FIBWrittenAt, NeighborInfo.Changed).
@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 20 * time.Millisecond
+		cfg.PollInterval = 50 * time.Millisecond
 	}
 	logf := cfg.Logf
 	if logf == nil {
