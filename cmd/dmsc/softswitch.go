@@ -23,6 +23,7 @@ type softswitchFlags struct {
 	ports    []string
 	impair   []string
 	down     []string
+	carrier  bool
 }
 
 func newSoftswitchCommand(g *globalFlags) *cobra.Command {
@@ -42,6 +43,11 @@ Ports (--port, repeatable), numbered 1..510 (255 is the CPU port):
   N=iface:NAME       a Linux interface through AF_PACKET (root; veth, NIC)
   N=mem              an in-memory port (only useful when embedded)
 
+An iface port follows its interface's carrier (netlink; --carrier=false turns
+it off): when the link goes down the port goes down and the switch tells its
+P4Runtime controller at once, so the agent reroutes without waiting for its
+HELLO dead interval.
+
 Impairments (--impair, repeatable) emulate a worse link on a port's egress:
   N:delay=5ms,jitter=1ms,loss=0.01,rate=100mbit,queue=1000`,
 		Example: `  dmsc softswitch --p4rt 127.0.0.1:9559 --device-id 1 \
@@ -57,7 +63,8 @@ Impairments (--impair, repeatable) emulate a worse link on a port's egress:
 	fl.Uint64Var(&f.deviceID, "device-id", 1, "P4Runtime device id")
 	fl.StringArrayVar(&f.ports, "port", nil, "a port: N=udp:LOCAL,PEER | N=iface:NAME | N=mem (repeatable)")
 	fl.StringArrayVar(&f.impair, "impair", nil, "an egress impairment: N:delay=D,jitter=D,loss=P,rate=R,queue=Q (repeatable)")
-	fl.StringArrayVar(&f.down, "down", nil, "start port N administratively down (repeatable)")
+	fl.StringArrayVar(&f.down, "down", nil, "start port N administratively down (repeatable; its carrier is not followed)")
+	fl.BoolVar(&f.carrier, "carrier", true, "iface ports follow their interface's carrier (netlink) and report it to the controller")
 	return cmd
 }
 
@@ -71,10 +78,14 @@ func runSoftswitch(ctx context.Context, g *globalFlags, f *softswitchFlags) erro
 	}
 	sw := softswitch.New(softswitch.Config{Logger: log.With("component", "softswitch")})
 	defer sw.Close()
+	ifaces := map[string]uint16{} // iface ports whose carrier is followed
 	for _, spec := range f.ports {
 		ps, err := softswitch.ParsePortSpec(spec)
 		if err != nil {
 			return err
+		}
+		if ps.Kind == "iface" && f.carrier {
+			ifaces[ps.Iface] = ps.Num
 		}
 		port, err := ps.Open()
 		if err != nil {
@@ -104,6 +115,11 @@ func runSoftswitch(ctx context.Context, g *globalFlags, f *softswitchFlags) erro
 		if err := sw.SetPortUp(num, false); err != nil {
 			return fmt.Errorf("--down %s: %w", s, err)
 		}
+		for name, p := range ifaces {
+			if p == num {
+				delete(ifaces, name)
+			}
+		}
 	}
 
 	lis, err := net.Listen("tcp", f.p4rtAddr)
@@ -118,6 +134,17 @@ func runSoftswitch(ctx context.Context, g *globalFlags, f *softswitchFlags) erro
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- sw.Run(ctx) }()
+	carrierDone := make(chan struct{})
+	go func() {
+		defer close(carrierDone)
+		if len(ifaces) == 0 {
+			return
+		}
+		if err := softswitch.WatchCarrier(ctx, sw, ifaces, log.With("component", "softswitch")); err != nil {
+			// The ports still forward; only pulled cables go unreported.
+			log.Error("not following the interfaces' carrier", "err", err)
+		}
+	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	log.Info("P4Runtime server listening", "addr", lis.Addr().String(), "device_id", f.deviceID)
@@ -137,6 +164,7 @@ func runSoftswitch(ctx context.Context, g *globalFlags, f *softswitchFlags) erro
 		gs.Stop()
 	}
 	cancel()
+	<-carrierDone
 	if rerr := <-runErr; rerr != nil && err == nil {
 		err = rerr
 	}
