@@ -3,10 +3,8 @@ package scsc
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dmsc-mesh/dmsc/internal/units"
+	"github.com/dmsc-mesh/dmsc/internal/yamlconf"
 	"github.com/dmsc-mesh/dmsc/wire"
 )
 
@@ -287,27 +286,11 @@ func checkID(id string) error {
 // LoadConfig reads scsc.yaml. Errors name the file, line and field
 // ("scsc.yaml:7: policy_ttl: ...").
 func LoadConfig(path string) (*Config, error) {
-	b, err := readBounded(path, 4<<20)
+	b, err := yamlconf.ReadFile(path, 4<<20)
 	if err != nil {
 		return nil, fmt.Errorf("scsc config: %w", err)
 	}
 	return ParseConfig(path, b, filepath.Dir(path))
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than the limit of %d bytes", path, limit)
-	}
-	return b, nil
 }
 
 type errAt func(n *yaml.Node, field, format string, args ...any) error
@@ -330,7 +313,7 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, e(root, "(top level)", "want a mapping, got %s", kindName(root))
+		return nil, e(root, "(top level)", "want a mapping, got %s", yamlconf.KindName(root))
 	}
 	c := DefaultConfig()
 	p := parser{e: e, baseDir: baseDir}
@@ -357,7 +340,7 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 		},
 		"agents": func(field string, v *yaml.Node) error {
 			if v.Kind != yaml.SequenceNode {
-				return e(v, field, "want a list of {name, addr}, got %s", kindName(v))
+				return e(v, field, "want a list of {name, addr}, got %s", yamlconf.KindName(v))
 			}
 			seen := map[string]int{}
 			for i, item := range v.Content {
@@ -409,7 +392,7 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 		},
 		"services": func(field string, v *yaml.Node) error {
 			if v.Kind != yaml.SequenceNode {
-				return e(v, field, "want a list of {name, max_delay, ...}, got %s", kindName(v))
+				return e(v, field, "want a list of {name, max_delay, ...}, got %s", yamlconf.KindName(v))
 			}
 			seen := map[string]int{}
 			for i, item := range v.Content {
@@ -466,7 +449,7 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 			err := p.mapping(v, field, "endpoints, prefix, ttl", fieldSet{
 				"endpoints": func(f string, v *yaml.Node) error {
 					if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-						return e(v, f, "want a non-empty list of host:port, got %s", describe(v))
+						return e(v, f, "want a non-empty list of host:port, got %s", yamlconf.Describe(v))
 					}
 					for i, ep := range v.Content {
 						var s string
@@ -555,7 +538,7 @@ func (p parser) eachField(m *yaml.Node, path string, fn func(key string, k, v *y
 			field = path + "." + k.Value
 		}
 		if k.Kind != yaml.ScalarNode || (k.Tag != "!!str" && k.Tag != "") {
-			return p.e(k, pathOr(path), "a key must be a plain string, got %s", describe(k))
+			return p.e(k, yamlconf.PathOr(path), "a key must be a plain string, got %s", yamlconf.Describe(k))
 		}
 		if seen[k.Value] {
 			return p.e(k, field, "given twice")
@@ -574,7 +557,7 @@ func (p parser) eachField(m *yaml.Node, path string, fn func(key string, k, v *y
 // mapping parses v as a mapping of the given fields.
 func (p parser) mapping(v *yaml.Node, path, want string, fields fieldSet) error {
 	if v.Kind != yaml.MappingNode {
-		return p.e(v, path, "want a mapping (%s), got %s", want, kindName(v))
+		return p.e(v, path, "want a mapping (%s), got %s", want, yamlconf.KindName(v))
 	}
 	return p.eachField(v, path, func(key string, k, val *yaml.Node) error {
 		f, ok := fields[key]
@@ -600,7 +583,7 @@ func (p parser) thresholds(v *yaml.Node, path string, th *Thresholds, extra fiel
 		"max_jitter": mark("max_jitter", p.dur(&th.MaxJitter, 0, time.Hour)),
 		"min_bandwidth": mark("min_bandwidth", func(f string, v *yaml.Node) error {
 			if v.Kind != yaml.ScalarNode {
-				return p.e(v, f, "want a rate such as 100mbit, got %s", describe(v))
+				return p.e(v, f, "want a rate such as 100mbit, got %s", yamlconf.Describe(v))
 			}
 			r, err := units.ParseRate(v.Value)
 			if err != nil {
@@ -626,7 +609,7 @@ func (p parser) thresholds(v *yaml.Node, path string, th *Thresholds, extra fiel
 func (p parser) str(dst *string) func(string, *yaml.Node) error {
 	return func(field string, v *yaml.Node) error {
 		if v.Kind != yaml.ScalarNode || v.Value == "" || v.Tag == "!!null" {
-			return p.e(v, field, "want a non-empty string, got %s", describe(v))
+			return p.e(v, field, "want a non-empty string, got %s", yamlconf.Describe(v))
 		}
 		*dst = v.Value
 		return nil
@@ -663,7 +646,7 @@ func (p parser) dur(dst *time.Duration, least, most time.Duration) func(string, 
 	return func(field string, v *yaml.Node) error {
 		d, err := time.ParseDuration(v.Value)
 		if v.Kind != yaml.ScalarNode || err != nil {
-			return p.e(v, field, "want a duration such as 200ms or 5s, got %s", describe(v))
+			return p.e(v, field, "want a duration such as 200ms or 5s, got %s", yamlconf.Describe(v))
 		}
 		if d < least || d > most {
 			return p.e(v, field, "%v is not within %v to %v", d, least, most)
@@ -677,7 +660,7 @@ func (p parser) count(dst *int, least int) func(string, *yaml.Node) error {
 	return func(field string, v *yaml.Node) error {
 		n, err := strconv.ParseInt(v.Value, 10, 32)
 		if v.Kind != yaml.ScalarNode || err != nil {
-			return p.e(v, field, "want a whole number, got %s", describe(v))
+			return p.e(v, field, "want a whole number, got %s", yamlconf.Describe(v))
 		}
 		if n < int64(least) {
 			return p.e(v, field, "%d must be at least %d", n, least)
@@ -690,7 +673,7 @@ func (p parser) count(dst *int, least int) func(string, *yaml.Node) error {
 // fraction parses a number from 0 to 1, or a percentage such as "20%".
 func (p parser) fraction(v *yaml.Node, field string) (float64, error) {
 	if v.Kind != yaml.ScalarNode {
-		return 0, p.e(v, field, "want a fraction from 0 to 1 or a percentage, got %s", describe(v))
+		return 0, p.e(v, field, "want a fraction from 0 to 1 or a percentage, got %s", yamlconf.Describe(v))
 	}
 	s := strings.TrimSpace(v.Value)
 	scale := 1.0
@@ -699,41 +682,11 @@ func (p parser) fraction(v *yaml.Node, field string) (float64, error) {
 	}
 	x, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-		return 0, p.e(v, field, "want a fraction from 0 to 1 or a percentage, got %s", describe(v))
+		return 0, p.e(v, field, "want a fraction from 0 to 1 or a percentage, got %s", yamlconf.Describe(v))
 	}
 	x /= scale
 	if x < 0 || x > 1 {
 		return 0, p.e(v, field, "%s is not from 0 to 1", v.Value)
 	}
 	return x, nil
-}
-
-func pathOr(p string) string {
-	if p == "" {
-		return "(top level)"
-	}
-	return p
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		return "a document"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.ScalarNode:
-		return "a scalar"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return "nothing"
-}
-
-func describe(n *yaml.Node) string {
-	if n.Kind == yaml.ScalarNode {
-		return fmt.Sprintf("%q", n.Value)
-	}
-	return kindName(n)
 }

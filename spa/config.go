@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/dmsc-mesh/dmsc/internal/yamlconf"
 )
 
 // Config is SPA's configuration, normally read from spa.yaml by LoadConfig:
@@ -99,7 +101,7 @@ func (c *Config) Validate() error {
 // LoadConfig reads spa.yaml. Errors name the file, line and field
 // ("spa.yaml:7: lease: ...").
 func LoadConfig(path string) (*Config, error) {
-	b, err := readBounded(path, 1<<20)
+	b, err := yamlconf.ReadFile(path, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("spa config: %w", err)
 	}
@@ -120,13 +122,13 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, e(root, "(top level)", "want a mapping, got %s", kindName(root))
+		return nil, e(root, "(top level)", "want a mapping, got %s", yamlconf.KindName(root))
 	}
 	c := DefaultConfig()
 	str := func(dst *string, isPath bool) func(string, *yaml.Node) error {
 		return func(field string, v *yaml.Node) error {
 			if v.Kind != yaml.ScalarNode || v.Value == "" || v.Tag == "!!null" {
-				return e(v, field, "want a non-empty string, got %s", describe(v))
+				return e(v, field, "want a non-empty string, got %s", yamlconf.Describe(v))
 			}
 			*dst = v.Value
 			if isPath && !filepath.IsAbs(*dst) && baseDir != "" {
@@ -139,7 +141,7 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 		return func(field string, v *yaml.Node) error {
 			d, err := time.ParseDuration(v.Value)
 			if v.Kind != yaml.ScalarNode || err != nil {
-				return e(v, field, "want a duration such as 30s or 2m, got %s", describe(v))
+				return e(v, field, "want a duration such as 30s or 2m, got %s", yamlconf.Describe(v))
 			}
 			if d <= 0 && field != "clock_skew" {
 				return e(v, field, "%v must be positive", d)
@@ -155,7 +157,7 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 		return func(field string, v *yaml.Node) error {
 			n, err := strconv.ParseUint(v.Value, 10, bits)
 			if v.Kind != yaml.ScalarNode || err != nil {
-				return e(v, field, "want a whole number of at most %d bits, got %s", bits, describe(v))
+				return e(v, field, "want a whole number of at most %d bits, got %s", bits, yamlconf.Describe(v))
 			}
 			if n < least {
 				return e(v, field, "%d must be at least %d", n, least)
@@ -194,7 +196,7 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 		"per_second": func(field string, v *yaml.Node) error {
 			f, err := strconv.ParseFloat(v.Value, 64)
 			if v.Kind != yaml.ScalarNode || err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
-				return e(v, field, "want a number of calls per second (0 turns the limit off), got %s", describe(v))
+				return e(v, field, "want a number of calls per second (0 turns the limit off), got %s", yamlconf.Describe(v))
 			}
 			c.RatePerSecond = f
 			return nil
@@ -204,7 +206,7 @@ func ParseConfig(name string, data []byte, baseDir string) (*Config, error) {
 	group := func(fields map[string]func(string, *yaml.Node) error, want string) func(string, *yaml.Node) error {
 		return func(path string, v *yaml.Node) error {
 			if v.Kind != yaml.MappingNode {
-				return e(v, path, "want a mapping (%s), got %s", want, kindName(v))
+				return e(v, path, "want a mapping (%s), got %s", want, yamlconf.KindName(v))
 			}
 			return eachField(v, e, path, func(key string, k, v *yaml.Node) error {
 				f, ok := fields[key]

@@ -3,12 +3,11 @@ package spa
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/dmsc-mesh/dmsc/internal/yamlconf"
 	"github.com/dmsc-mesh/dmsc/wire"
 )
 
@@ -137,7 +136,7 @@ const maxPolicySize = 4 << 20
 
 // LoadPolicy reads and parses a policy file.
 func LoadPolicy(path string) (*Policy, error) {
-	b, err := readBounded(path, maxPolicySize)
+	b, err := yamlconf.ReadFile(path, maxPolicySize)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
@@ -163,7 +162,7 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		return fmt.Errorf("%s:%d: %s: %s", name, n.Line, field, fmt.Sprintf(format, args...))
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, e(root, "(top level)", "want a mapping with version and rules, got %s", kindName(root))
+		return nil, e(root, "(top level)", "want a mapping with version and rules, got %s", yamlconf.KindName(root))
 	}
 	var sawVersion, sawRules bool
 	err := eachField(root, e, "", func(key string, k, v *yaml.Node) error {
@@ -171,7 +170,7 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		case "version":
 			sawVersion = true
 			if v.Kind != yaml.ScalarNode || v.Value != "1" {
-				return e(v, "version", "want 1, got %s", describe(v))
+				return e(v, "version", "want 1, got %s", yamlconf.Describe(v))
 			}
 		case "rules":
 			sawRules = true
@@ -179,7 +178,7 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 				if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
 					return nil // "rules:" with nothing: no rule, deny all
 				}
-				return e(v, "rules", "want a list of rules, got %s", kindName(v))
+				return e(v, "rules", "want a list of rules, got %s", yamlconf.KindName(v))
 			}
 			for i, rn := range v.Content {
 				r, err := parseRule(rn, fmt.Sprintf("rules[%d]", i), e)
@@ -219,7 +218,7 @@ func eachField(m *yaml.Node, e errAt, path string, fn func(key string, k, v *yam
 			field = path + "." + k.Value
 		}
 		if k.Kind != yaml.ScalarNode || (k.Tag != "!!str" && k.Tag != "") {
-			return e(k, pathOr(path), "a key must be a plain string, got %s", describe(k))
+			return e(k, yamlconf.PathOr(path), "a key must be a plain string, got %s", yamlconf.Describe(k))
 		}
 		if seen[k.Value] {
 			return e(k, field, "given twice")
@@ -235,17 +234,10 @@ func eachField(m *yaml.Node, e errAt, path string, fn func(key string, k, v *yam
 	return nil
 }
 
-func pathOr(p string) string {
-	if p == "" {
-		return "(top level)"
-	}
-	return p
-}
-
 func parseRule(n *yaml.Node, path string, e errAt) (policyRule, error) {
 	var r policyRule
 	if n.Kind != yaml.MappingNode {
-		return r, e(n, path, "want a mapping with allow or deny, got %s", kindName(n))
+		return r, e(n, path, "want a mapping with allow or deny, got %s", yamlconf.KindName(n))
 	}
 	var sawAction, sawIdentity bool
 	err := eachField(n, e, path, func(key string, k, v *yaml.Node) error {
@@ -294,7 +286,7 @@ func parseRule(n *yaml.Node, path string, e errAt) (policyRule, error) {
 			r.sgs = vals
 		case "note":
 			if v.Kind != yaml.ScalarNode {
-				return e(v, field, "want text, got %s", kindName(v))
+				return e(v, field, "want text, got %s", yamlconf.KindName(v))
 			}
 		default:
 			return e(k, field, "unknown field (want allow, deny, identity, sgs, note)")
@@ -335,13 +327,13 @@ func stringList(v *yaml.Node, field string, e errAt) ([]string, error) {
 		out := make([]string, 0, len(v.Content))
 		for i, c := range v.Content {
 			if c.Kind != yaml.ScalarNode || c.Tag == "!!null" || c.Value == "" {
-				return nil, e(c, fmt.Sprintf("%s[%d]", field, i), "want a non-empty string, got %s", describe(c))
+				return nil, e(c, fmt.Sprintf("%s[%d]", field, i), "want a non-empty string, got %s", yamlconf.Describe(c))
 			}
 			out = append(out, c.Value)
 		}
 		return out, nil
 	}
-	return nil, e(v, field, "want a string or a list of strings, got %s", kindName(v))
+	return nil, e(v, field, "want a string or a list of strings, got %s", yamlconf.KindName(v))
 }
 
 // parsePattern reads a prefix pattern (prefix true) or an identity pattern.
@@ -375,44 +367,4 @@ func parsePattern(s string, prefix bool) (namePattern, error) {
 		return namePattern{}, err
 	}
 	return namePattern{subtree: sub, name: n}, nil
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		return "a document"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.ScalarNode:
-		return "a scalar"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return "nothing"
-}
-
-func describe(n *yaml.Node) string {
-	if n.Kind == yaml.ScalarNode {
-		return fmt.Sprintf("%q", n.Value)
-	}
-	return kindName(n)
-}
-
-// readBounded reads a file and refuses one larger than limit bytes.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than the limit of %d bytes", path, limit)
-	}
-	return b, nil
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dmsc-mesh/dmsc/internal/yamlconf"
 )
 
 // watchedFile holds the parsed content of a file that operators edit while
@@ -80,7 +82,7 @@ func (w *watchedFile[T]) pollLocked() (bool, error) {
 	if w.cur.Load() != nil && st == w.stat {
 		return false, nil
 	}
-	b, err := readBounded(w.path, w.limit)
+	b, err := yamlconf.ReadFile(w.path, w.limit)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", w.what, err)
 	}

@@ -15,10 +15,9 @@ package nodeconf
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/dmsc-mesh/dmsc/controller"
 	"github.com/dmsc-mesh/dmsc/controller/lsmsg"
+	"github.com/dmsc-mesh/dmsc/internal/yamlconf"
 	"github.com/dmsc-mesh/dmsc/p4rt"
 	"github.com/dmsc-mesh/dmsc/softswitch"
 	"github.com/dmsc-mesh/dmsc/spf"
@@ -209,7 +209,10 @@ const maxFileSize = 1 << 20
 // Load reads, validates and loads node.yaml at path. Relative paths in it
 // are relative to its directory.
 func Load(path string) (*File, error) {
-	b, err := readBounded(path, maxFileSize)
+	b, err := yamlconf.ReadFile(path, maxFileSize)
+	if tl := (*yamlconf.TooLargeError)(nil); errors.As(err, &tl) {
+		return nil, Errors{{File: path, Line: 1, Msg: fmt.Sprintf("larger than %d KiB: not a node configuration", maxFileSize>>10)}}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -240,22 +243,6 @@ func Parse(b []byte, dir string) (*File, error) {
 		return nil, p.errs.sorted()
 	}
 	return p.f, nil
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, Errors{{File: path, Line: 1, Msg: fmt.Sprintf("larger than %d KiB: not a node configuration", limit>>10)}}
-	}
-	return b, nil
 }
 
 // Error is one problem of a node.yaml, at a line and a field.

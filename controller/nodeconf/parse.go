@@ -15,6 +15,7 @@ import (
 
 	"github.com/dmsc-mesh/dmsc/controller"
 	"github.com/dmsc-mesh/dmsc/internal/units"
+	"github.com/dmsc-mesh/dmsc/internal/yamlconf"
 	"github.com/dmsc-mesh/dmsc/p4"
 	"github.com/dmsc-mesh/dmsc/p4rt"
 	"github.com/dmsc-mesh/dmsc/softswitch"
@@ -146,23 +147,6 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "nothing"
-		}
-		return strconv.Quote(n.Value)
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return "a document"
-}
-
 // mapping reads the keys of n with fs; it returns the keys present, or nil
 // when n is not a mapping.
 func (p *parser) mapping(n *yaml.Node, path, want string, fs []field) map[string]bool {
@@ -172,14 +156,14 @@ func (p *parser) mapping(n *yaml.Node, path, want string, fs []field) map[string
 		if where == "" {
 			where = "(top level)"
 		}
-		p.errf(n.Line, where, "want a mapping (%s), got %s", want, describe(n))
+		p.errf(n.Line, where, "want a mapping (%s), got %s", want, yamlconf.Describe(n))
 		return nil
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), deref(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
-			p.errf(k.Line, join(path, "?"), "a key must be a plain name, got %s", describe(k))
+			p.errf(k.Line, join(path, "?"), "a key must be a plain name, got %s", yamlconf.Describe(k))
 			continue
 		}
 		fp := join(path, k.Value)
@@ -220,7 +204,7 @@ func (p *parser) require(seen map[string]bool, path string, line int, names ...s
 // list calls item for each element of the sequence v.
 func (p *parser) list(path string, v *yaml.Node, want string, item func(path string, n *yaml.Node)) {
 	if v.Kind != yaml.SequenceNode {
-		p.errf(v.Line, path, "want a list of %s, got %s", want, describe(v))
+		p.errf(v.Line, path, "want a list of %s, got %s", want, yamlconf.Describe(v))
 		return
 	}
 	for i, n := range v.Content {
@@ -233,7 +217,7 @@ func (p *parser) list(path string, v *yaml.Node, want string, item func(path str
 
 func (p *parser) scalar(path string, v *yaml.Node, want string) (string, bool) {
 	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || strings.TrimSpace(v.Value) == "" {
-		p.errf(v.Line, path, "want %s, got %s", want, describe(v))
+		p.errf(v.Line, path, "want %s, got %s", want, yamlconf.Describe(v))
 		return "", false
 	}
 	return strings.TrimSpace(v.Value), true
