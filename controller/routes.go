@@ -76,6 +76,10 @@ func (a *Agent) runSPF(now time.Duration) {
 	if len(changes) > 0 {
 		l.routesGen = l.w.submitRoutes(changes)
 		a.publishRoutes(changes)
+		if l.sg != nil {
+			// ACCEPTs waiting for these routes wait for this generation.
+			a.stampAccepts(now)
+		}
 	}
 	if comp.Diff.Len() > 0 {
 		// Policies depend on adjacencies and on what the egress announces.

@@ -365,21 +365,64 @@ func (a *Agent) podDecided(pp *podPort, p *pendingAnnounce, resp *spapb.Authoriz
 	default:
 		inst := a.addInstance(pp, p, resp.GetInstanceId(), resp.GetLease().AsDuration())
 		// The ACCEPT goes once the switch holds the pod's src_guard entry
-		// and its delivery: a pod sends as soon as it is accepted, and its
-		// first frames must not be dropped.
-		_, gen, _, _ := a.loop.w.status()
-		s.accepts = append(s.accepts, pendingAccept{gen: gen, port: pp, mac: p.mac,
-			msg: wire.Accept{Prefix: p.prefix, Instance: inst.key, Keepalive: s.cfg.Keepalive, Hold: s.cfg.Hold, Lease: inst.lease}})
+		// and its delivery (the service and instance routes to the pod): a
+		// pod sends as soon as it is accepted, its first frames must not
+		// be dropped, and the answers to them must find it. The routes
+		// exist once our LSP carries the prefixes and the routes are
+		// computed (stampAccepts).
+		s.accepts = append(s.accepts, pendingAccept{port: pp, mac: p.mac,
+			routes:   []spf.Prefix{inst.service, {Key: inst.key, Len: 128}},
+			deadline: a.now() + acceptRouteWait,
+			msg:      wire.Accept{Prefix: p.prefix, Instance: inst.key, Keepalive: s.cfg.Keepalive, Hold: s.cfg.Hold, Lease: inst.lease}})
 		a.sendAccepts()
 	}
 }
 
-// pendingAccept is an ACCEPT waiting for the switch to take generation gen.
+// acceptRouteWait bounds how long an ACCEPT waits for its routes to be
+// computed. They are computed in the loop step that announces the
+// prefixes, or one LSP origination interval later; a prefix our LSP cannot
+// carry (its fragments full, logged) never gets one, and the pod is
+// accepted without it rather than left to time out.
+const acceptRouteWait = time.Second
+
+// pendingAccept is an ACCEPT waiting for its routes to be computed (then
+// gen is set: stamped), and for the switch to take generation gen.
 type pendingAccept struct {
-	gen  uint64
-	port *podPort
-	mac  [6]byte
-	msg  wire.Accept
+	routes   []spf.Prefix
+	deadline time.Duration // stamp by then, routes or not
+	stamped  bool
+	gen      uint64
+	port     *podPort
+	mac      [6]byte
+	msg      wire.Accept
+}
+
+// stampAccepts gives each waiting ACCEPT whose routes the RIB now holds the
+// writer's newest generation: the one that carries them, since the agent
+// submits routes as soon as it computes them.
+func (a *Agent) stampAccepts(now time.Duration) {
+	l := a.loop
+	for i := range l.sg.accepts {
+		pa := &l.sg.accepts[i]
+		if pa.stamped {
+			continue
+		}
+		ready := true
+		for _, p := range pa.routes {
+			if _, ok := l.rib.Route(p); !ok {
+				ready = false
+				break
+			}
+		}
+		if !ready && now < pa.deadline {
+			continue
+		}
+		if !ready {
+			a.logOnce("accept-without-route", "accepting a pod before its routes exist (is the SG's LSP full?)", "service", pa.msg.Prefix)
+		}
+		_, pa.gen, _, _ = l.w.status()
+		pa.stamped = true
+	}
 }
 
 // sendAccepts sends the ACCEPTs whose entries are on the switch.
@@ -388,10 +431,11 @@ func (a *Agent) sendAccepts() {
 	if len(s.accepts) == 0 {
 		return
 	}
+	a.stampAccepts(a.now())
 	applied := a.loop.w.appliedGen()
 	kept := s.accepts[:0]
 	for _, pa := range s.accepts {
-		if pa.gen > applied {
+		if !pa.stamped || pa.gen > applied {
 			kept = append(kept, pa)
 			continue
 		}
@@ -607,6 +651,11 @@ func (a *Agent) leasesRenewed(due []*podInstance, resp *spapb.RenewResponse, err
 func (a *Agent) sgNextDeadline() (time.Duration, bool) {
 	s := a.loop.sg
 	next, ok := s.nextRenew, true
+	for _, pa := range s.accepts {
+		if !pa.stamped && pa.deadline < next {
+			next = pa.deadline
+		}
+	}
 	for _, inst := range s.byKey {
 		if t := inst.lastKeepalive + s.cfg.Hold + time.Millisecond; t < next {
 			next = t

@@ -443,3 +443,27 @@ func TestPrefixChangeSkipsSPFBackoff(t *testing.T) {
 		t.Errorf("the new service took %v to reach every FIB: it waited for the SPF back-off (%v)", took, tm.SPF.ShortDelay)
 	}
 }
+
+// The ACCEPT goes once the SG's switch can deliver to the pod: its service
+// and instance routes are there when the pod hears it, for a new service
+// and for a second instance of one.
+func TestAcceptAfterDelivery(t *testing.T) {
+	f, d := startDomainFabric(t, topo.AgentOptions{}, topo.DomainOptions{})
+	waitConverged(t, f, 10*time.Second, reachesAll(f))
+	for i, name := range []string{"/acc/one", "/acc/two", "/acc/three", "/acc/one"} {
+		p := attachPod(t, f, "sg4", uint16(10+i))
+		acc, err := p.register(name, issuePod(t, d, name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readFIB(t, f, "sg4")
+		for _, want := range []spf.Prefix{servicePrefix(name), {Key: acc.Instance, Len: 128}} {
+			if r, ok := got[want]; !ok || r.Kind != fib.Local {
+				t.Errorf("%s (port %d): at ACCEPT the SG's switch has no local route for %v", name, 10+i, want)
+			}
+		}
+		if r := got[servicePrefix(name)]; i == 3 && len(r.Hops) != 2 {
+			t.Errorf("%s's second instance: at ACCEPT the service delivers to %d instances, want 2", name, len(r.Hops))
+		}
+	}
+}
