@@ -23,6 +23,11 @@ const (
 	iffLowerUp   = 0x10000
 )
 
+// PortSetter is what WatchCarrier drives: a Switch.
+type PortSetter interface {
+	SetPortUp(num uint16, up bool) error
+}
+
 // linkEvent is what one netlink message says of one interface.
 type linkEvent struct {
 	Index int32

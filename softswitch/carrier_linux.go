@@ -14,11 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PortSetter is what WatchCarrier drives: a Switch.
-type PortSetter interface {
-	SetPortUp(num uint16, up bool) error
-}
-
 // WatchCarrier follows the carrier of AF_PACKET ports (interface name →
 // switch port) through netlink and brings each port down or up with its
 // link, until ctx ends. A Switch tells its P4Runtime controllers of each

@@ -35,11 +35,6 @@ func (*PacketPort) WriteBatch([]Message) (int, error) { return 0, errNotLinux }
 func (*PacketPort) SetReadDeadline(time.Time) error   { return errNotLinux }
 func (*PacketPort) Close() error                      { return nil }
 
-// PortSetter is what WatchCarrier drives: a Switch.
-type PortSetter interface {
-	SetPortUp(num uint16, up bool) error
-}
-
 // WatchCarrier needs Linux (netlink).
 func WatchCarrier(ctx context.Context, sw PortSetter, ifaces map[string]uint16, log *slog.Logger) error {
 	return errNotLinux
